@@ -1,0 +1,43 @@
+"""Retrievers behind one interface, each named by a spec string (see ``adapters.spec``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from adapters.base import Retriever, Run
+from adapters.spec import Spec
+from harness.errors import HarnessError
+
+KINDS = ("bm25", "dense", "hybrid", "rerank")
+
+
+def build_retriever(spec: str | Spec, cache_dir: str | Path | None = None) -> Retriever:
+    """Turn a spec string into a retriever; ``cache_dir`` holds indexes and embeddings."""
+    parsed = Spec.parse(spec) if isinstance(spec, str) else spec
+    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    if parsed.kind == "bm25":
+        from adapters.bm25 import BM25Retriever
+
+        return BM25Retriever.from_spec(parsed, cache)
+    if parsed.kind == "dense":
+        from adapters.dense import DenseRetriever
+
+        return DenseRetriever.from_spec(parsed, cache)
+    if parsed.kind == "hybrid":
+        from adapters.hybrid import HybridRetriever
+
+        return HybridRetriever.from_spec(parsed, cache)
+    if parsed.kind == "rerank":
+        from adapters.rerank import RerankRetriever
+
+        return RerankRetriever.from_spec(parsed, cache)
+    raise HarnessError(f"unknown retriever kind {parsed.kind!r} in spec {str(parsed)!r} (known: {', '.join(KINDS)})")
+
+
+def default_cache_dir() -> Path:
+    import os
+
+    return Path(os.environ.get("HARNESS_CACHE", Path.home() / ".cache" / "embedding-harness"))
+
+
+__all__ = ["KINDS", "Retriever", "Run", "Spec", "build_retriever", "default_cache_dir"]
