@@ -79,6 +79,10 @@ def cli() -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
+    import warnings
+
+    # ranx's numba kernels warn about their own integer casts on every first call
+    warnings.filterwarnings("ignore", message="unsafe cast from uint64 to int64")
     try:
         cli.main(args=argv, standalone_mode=False)
     except HarnessError as exc:

@@ -1,0 +1,218 @@
+"""Dense retrieval with any sentence-transformers model over a FAISS index.
+
+Spec: ``dense[:MODEL][(option=value,...)]`` with options
+
+- ``dim``: keep the first N dimensions (Matryoshka), renormalised;
+- ``index``: ``flat`` (exact inner product, default), ``hnsw`` or ``ivf`` (approximate;
+  their recall@k against exact search is measured and reported);
+- ``prompts``: ``e5`` or ``bge`` presets, or ``query_prompt`` / ``doc_prompt`` verbatim;
+- ``max_len``: maximum sequence length in tokens; ``batch``: encoding batch size.
+
+Document embeddings go through the on-disk cache; each query is encoded on its own at
+search time, so the reported latency is what a live service would see.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from adapters.base import Retriever, Text
+from adapters.cache import EmbeddingCache
+from adapters.models import display_name, fingerprint, load_sentence_transformer, resolve_model_name
+from adapters.spec import Spec
+from harness.errors import HarnessError
+
+PROMPT_PRESETS = {
+    "e5": ("query: ", "passage: "),
+    "bge": ("Represent this sentence for searching relevant passages: ", ""),
+    "none": ("", ""),
+}
+INDEXES = ("flat", "hnsw", "ivf")
+OPTIONS = {"dim", "index", "prompts", "query_prompt", "doc_prompt", "max_len", "batch"}
+
+
+class DenseRetriever(Retriever):
+    def __init__(
+        self,
+        model: str | None = None,
+        cache_dir: Path | None = None,
+        dim: int | None = None,
+        index: str = "flat",
+        query_prompt: str = "",
+        doc_prompt: str = "",
+        max_len: int | None = None,
+        batch_size: int = 32,
+        spec: str | None = None,
+    ) -> None:
+        super().__init__()
+        if index not in INDEXES:
+            raise HarnessError(f"dense: unknown index {index!r} (known: {', '.join(INDEXES)})")
+        if dim is not None and dim < 1:
+            raise HarnessError(f"dense: dim must be positive, got {dim}")
+        self.model_name = model or "default"
+        self.cache_dir = cache_dir
+        self.dim = dim
+        self.index_kind = index
+        self.query_prompt = query_prompt
+        self.doc_prompt = doc_prompt
+        self.max_len = max_len
+        self.batch_size = batch_size
+        self.spec = spec or (f"dense:{self.model_name}" if model else "dense")
+        self.encode_seconds = 0.0
+        self.encoded_documents = 0
+        self.approximate_recall: float | None = None
+        self._model: Any = None
+        self._doc_ids: list[str] = []
+        self._index_obj: Any = None
+        self._exact: Any = None
+        self._cache: EmbeddingCache | None = None
+
+    @classmethod
+    def from_spec(cls, spec: Spec, cache_dir: Path) -> "DenseRetriever":
+        if spec.args:
+            raise HarnessError(f"dense takes its model after ':', not as an argument: {spec}")
+        unknown = {key for key, _ in spec.options} - OPTIONS
+        if unknown:
+            raise HarnessError(f"dense: unknown option(s) {', '.join(sorted(unknown))} in {spec} (known: {', '.join(sorted(OPTIONS))})")
+        preset = spec.option("prompts")
+        if preset is not None and preset not in PROMPT_PRESETS:
+            raise HarnessError(f"dense: unknown prompts preset {preset!r} (known: {', '.join(PROMPT_PRESETS)})")
+        query_prompt, doc_prompt = PROMPT_PRESETS[preset or "none"]
+        return cls(
+            model=spec.value,
+            cache_dir=cache_dir,
+            dim=_int_option(spec, "dim"),
+            index=spec.option("index", "flat") or "flat",
+            query_prompt=spec.option("query_prompt", query_prompt) or "",
+            doc_prompt=spec.option("doc_prompt", doc_prompt) or "",
+            max_len=_int_option(spec, "max_len"),
+            batch_size=_int_option(spec, "batch") or 32,
+            spec=str(spec),
+        )
+
+    @property
+    def model(self) -> Any:
+        if self._model is None:
+            self._model = load_sentence_transformer(resolve_model_name(self.model_name))
+            if self.max_len is not None:
+                self._model.max_seq_length = self.max_len
+            if self.dim is not None and self.dim > self._model.get_embedding_dimension():
+                raise HarnessError(
+                    f"dense: dim={self.dim} exceeds the model's {self._model.get_embedding_dimension()} dimensions"
+                )
+        return self._model
+
+    def _encode(self, texts: list[str], prompt: str, show_progress: bool) -> np.ndarray:
+        return self.model.encode(
+            texts,
+            prompt=prompt or None,
+            batch_size=self.batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=show_progress,
+        )
+
+    def _shape(self, vectors: np.ndarray) -> np.ndarray:
+        if self.dim is not None:
+            vectors = vectors[:, : self.dim]
+            norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+            vectors = vectors / np.maximum(norms, 1e-12)
+        return np.ascontiguousarray(vectors, dtype=np.float32)
+
+    def embed_documents(self, corpus: Mapping[str, Text]) -> np.ndarray:
+        """Document vectors through the cache (full dimension, normalised)."""
+        from harness.progress import enabled
+
+        cache_root = self.cache_dir or Path(".")
+        self._cache = EmbeddingCache(cache_root, fingerprint(self.model), self.doc_prompt, self.model.max_seq_length)
+        started = time.perf_counter()
+        vectors, encoded = self._cache.embed(
+            [doc.content for doc in corpus.values()],
+            lambda texts: self._encode(texts, self.doc_prompt, show_progress=enabled()),
+        )
+        self.encode_seconds = time.perf_counter() - started
+        self.encoded_documents = encoded
+        return vectors
+
+    def _index(self, corpus: Mapping[str, Text]) -> None:
+        import faiss
+
+        vectors = self._shape(self.embed_documents(corpus))
+        self._doc_ids = list(corpus)
+        dim = vectors.shape[1]
+        self._exact = faiss.IndexFlatIP(dim)
+        self._exact.add(vectors)
+        if self.index_kind == "flat":
+            self._index_obj = self._exact
+        elif self.index_kind == "hnsw":
+            self._index_obj = faiss.IndexHNSWFlat(dim, 32, faiss.METRIC_INNER_PRODUCT)
+            self._index_obj.hnsw.efSearch = 64
+            self._index_obj.add(vectors)
+        else:
+            lists = max(1, min(int(np.sqrt(len(vectors))), len(vectors) // 39 or 1))
+            quantizer = faiss.IndexFlatIP(dim)
+            self._index_obj = faiss.IndexIVFFlat(quantizer, dim, lists, faiss.METRIC_INNER_PRODUCT)
+            self._index_obj.train(vectors)
+            self._index_obj.add(vectors)
+            self._index_obj.nprobe = max(1, lists // 8)
+            self._quantizer = quantizer  # faiss does not own the quantizer; keep it alive
+
+    def _prepare_queries(self, queries: Mapping[str, str]) -> None:
+        self.model  # load before the latency clock starts
+
+    def _search_one(self, query_id: str, text: str, k: int) -> dict[str, float]:
+        vector = self._shape(self._encode([text], self.query_prompt, show_progress=False))
+        scores, rows = self._index_obj.search(vector, min(k, len(self._doc_ids)))
+        return {self._doc_ids[row]: float(score) for row, score in zip(rows[0], scores[0]) if row >= 0}
+
+    def search(self, queries: Mapping[str, str], k: int = 100):  # type: ignore[override]
+        run = super().search(queries, k)
+        if self.index_kind != "flat" and queries:
+            self.approximate_recall = self._recall_against_exact(run.scores, queries, k)
+        return run
+
+    def _recall_against_exact(self, approximate: dict[str, dict[str, float]], queries: Mapping[str, str], k: int) -> float:
+        vectors = self._shape(self._encode(list(queries.values()), self.query_prompt, show_progress=False))
+        _, rows = self._exact.search(vectors, min(k, len(self._doc_ids)))
+        found = total = 0
+        for query_id, exact_rows in zip(queries, rows):
+            exact_ids = {self._doc_ids[row] for row in exact_rows if row >= 0}
+            found += len(exact_ids & set(approximate.get(query_id, {})))
+            total += len(exact_ids)
+        return found / total if total else 1.0
+
+    def describe(self) -> dict[str, Any]:
+        info: dict[str, Any] = {
+            "spec": self.spec,
+            "kind": "dense",
+            "model": display_name(self.model_name),
+            "model_path": resolve_model_name(self.model_name),
+            "fingerprint": fingerprint(self.model),
+            "dimension": self.dim or self.model.get_embedding_dimension(),
+            "max_seq_length": self.model.max_seq_length,
+            "index": self.index_kind,
+            "query_prompt": self.query_prompt,
+            "doc_prompt": self.doc_prompt,
+            "encode_seconds": round(self.encode_seconds, 3),
+            "encoded_documents": self.encoded_documents,
+        }
+        if self.approximate_recall is not None:
+            info["approximate_recall_vs_exact"] = round(self.approximate_recall, 4)
+        if self._cache is not None and self._cache.rebuilt_shards:
+            info["cache_shards_rebuilt"] = len(self._cache.rebuilt_shards)
+        return info
+
+
+def _int_option(spec: Spec, key: str) -> int | None:
+    raw = spec.option(key)
+    if raw is None:
+        return None
+    try:
+        return int(raw)
+    except ValueError:
+        raise HarnessError(f"{spec}: option {key}={raw!r} must be an integer") from None

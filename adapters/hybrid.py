@@ -1,0 +1,142 @@
+"""Fusion of two or more retrievers with ranx's ``fuse``.
+
+Spec: ``hybrid(SPEC,SPEC[,...][,method=rrf|wsum|...][,norm=min-max|zmuv|...]
+[,weights=0.3;0.7][,depth=100])``. Reciprocal rank fusion (k=60) is the default; weighted
+sum uses min-max normalisation unless ``norm`` says otherwise. Each component retrieves
+``depth`` documents per query before fusion.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from adapters.base import Retriever, Run, Text
+from adapters.spec import Spec
+from harness.errors import HarnessError
+
+OPTIONS = {"method", "norm", "weights", "depth", "rrf_k"}
+WEIGHTED = {"wsum", "wmnz", "w_bordafuse", "w_condorcet", "mixed"}
+
+
+class HybridRetriever(Retriever):
+    def __init__(
+        self,
+        parts: list[Retriever],
+        method: str = "rrf",
+        norm: str | None = None,
+        weights: list[float] | None = None,
+        depth: int = 100,
+        rrf_k: int = 60,
+        spec: str | None = None,
+    ) -> None:
+        super().__init__()
+        if len(parts) < 2:
+            raise HarnessError("hybrid needs at least two retrievers, e.g. hybrid(bm25,dense)")
+        if weights is not None and len(weights) != len(parts):
+            raise HarnessError(f"hybrid: {len(weights)} weights for {len(parts)} retrievers")
+        self.parts = parts
+        self.method = method
+        self.norm = norm or ("rank" if method == "rrf" else "min-max")
+        self.weights = weights
+        self.depth = depth
+        self.rrf_k = rrf_k
+        self.spec = spec or f"hybrid({','.join(p.spec for p in parts)})"
+
+    @classmethod
+    def from_spec(cls, spec: Spec, cache_dir: Path) -> "HybridRetriever":
+        from adapters import build_retriever
+
+        if spec.value is not None:
+            raise HarnessError(f"hybrid takes retrievers in parentheses: hybrid(bm25,dense), not {spec}")
+        unknown = {key for key, _ in spec.options} - OPTIONS
+        if unknown:
+            raise HarnessError(f"hybrid: unknown option(s) {', '.join(sorted(unknown))} in {spec} (known: {', '.join(sorted(OPTIONS))})")
+        raw_weights = spec.option("weights")
+        try:
+            weights = [float(w) for w in raw_weights.split(";")] if raw_weights else None
+            depth = int(spec.option("depth", "100") or 100)
+            rrf_k = int(spec.option("rrf_k", "60") or 60)
+        except ValueError:
+            raise HarnessError(f"{spec}: weights must be numbers separated by ';', depth and rrf_k integers") from None
+        method = spec.option("method", "rrf") or "rrf"
+        if weights is not None and method == "rrf":
+            method = "wsum"
+        return cls(
+            parts=[build_retriever(part, cache_dir) for part in spec.args],
+            method=method,
+            norm=spec.option("norm"),
+            weights=weights,
+            depth=depth,
+            rrf_k=rrf_k,
+            spec=str(spec),
+        )
+
+    def _index(self, corpus: Mapping[str, Text]) -> None:
+        for part in self.parts:
+            part.build(corpus)
+
+    def build(self, corpus: Mapping[str, Text]) -> None:
+        super().build(corpus)
+        # the parts may have been built before (they are shared with other arms): report their cost
+        self.build_seconds = sum(part.build_seconds or 0.0 for part in self.parts)
+
+    def _search_one(self, query_id: str, text: str, k: int) -> dict[str, float]:
+        return self.search({query_id: text}, k).scores[query_id]
+
+    def search(self, queries: Mapping[str, str], k: int = 100) -> Run:
+        from ranx import Run as RanxRun
+        from ranx import fuse
+
+        if self._indexed_ids is None:
+            raise RuntimeError(f"{self.spec}: build() must run before search()")
+        runs = [part.search(queries, max(k, self.depth)) for part in self.parts]
+        self._warm_up(fuse, RanxRun)
+        started = time.perf_counter()
+        # ranx rejects queries without results; fuse the answered ones and keep the rest empty
+        answered = [qid for qid in queries if any(run.scores.get(qid) for run in runs)]
+        fused_scores: dict[str, dict[str, float]] = {qid: {} for qid in queries}
+        if answered:
+            ranx_runs = [
+                RanxRun({qid: (run.scores.get(qid) or {"__none__": 0.0}) for qid in answered}, name=run.spec)
+                for run in runs
+            ]
+            fused = fuse(ranx_runs, norm=None if self.method == "rrf" else self.norm, method=self.method, params=self._params())
+            fused_dict = fused.to_dict()
+            for qid in answered:
+                hits = {doc: score for doc, score in fused_dict.get(qid, {}).items() if doc != "__none__"}
+                top = sorted(hits, key=lambda doc: (-hits[doc], doc))[:k]
+                fused_scores[qid] = {doc: float(hits[doc]) for doc in top}
+        fusion_ms = (time.perf_counter() - started) * 1000.0 / max(len(queries), 1)
+        latency = {qid: sum(run.latency_ms.get(qid, 0.0) for run in runs) + fusion_ms for qid in queries}
+        return Run(spec=self.spec, scores=fused_scores, latency_ms=latency)
+
+    def _params(self) -> dict[str, Any]:
+        params: dict[str, Any] = {}
+        if self.method == "rrf":
+            params["k"] = self.rrf_k
+        if self.method in WEIGHTED:
+            params["weights"] = self.weights or [1.0 / len(self.parts)] * len(self.parts)
+        return params
+
+    def _warm_up(self, fuse: Any, ranx_run: Any) -> None:
+        """Run the fusion once on a toy run so numba's compile time stays out of the latency."""
+        toy = [ranx_run({"q": {"a": 1.0, "b": 0.5}}) for _ in self.parts]
+        fuse(toy, norm=None if self.method == "rrf" else self.norm, method=self.method, params=self._params())
+
+    def components(self) -> list[Retriever]:
+        return list(self.parts)
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "spec": self.spec,
+            "kind": "hybrid",
+            "method": self.method,
+            "norm": None if self.method == "rrf" else self.norm,
+            "weights": self.weights,
+            "depth": self.depth,
+            "rrf_k": self.rrf_k if self.method == "rrf" else None,
+            "components": [part.describe() for part in self.parts],
+        }

@@ -1,0 +1,36 @@
+"""Options shared by every command, so each is spelled and documented once."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+data_option = click.option(
+    "--data", "data", required=True, type=click.Path(path_type=Path), help="A dataset folder in BEIR format."
+)
+retriever_option = click.option(
+    "--retriever",
+    "retrievers",
+    multiple=True,
+    required=True,
+    help="A retriever spec (repeatable): bm25, dense[:MODEL], hybrid(A,B), rerank(CE,top=N,first=SPEC).",
+)
+suite_option = click.option(
+    "--suite",
+    "suites",
+    multiple=True,
+    help="What to measure (repeatable): heldout[:SPLIT], slice:KEY=VALUE, slice:doc-disjoint, mteb:TASK. Default: heldout.",
+)
+out_option = click.option("--out", "out", type=click.Path(path_type=Path), required=True, help="Output folder.")
+cache_option = click.option(
+    "--cache",
+    "cache_dir",
+    type=click.Path(path_type=Path),
+    envvar="HARNESS_CACHE",
+    help="Cache folder for embeddings and indexes (default ~/.cache/embedding-harness, or $HARNESS_CACHE).",
+)
+seed_option = click.option("--seed", type=int, default=0, show_default=True, help="Random seed, recorded in the result.")
+metric_option = click.option(
+    "--metric", "metrics", multiple=True, help="Metric (repeatable), e.g. ndcg@10, recall@100, mrr@10, judged@10."
+)

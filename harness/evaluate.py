@@ -1,0 +1,109 @@
+"""The offline evaluation engine: dataset + retriever specs + suites -> EvalResult."""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import re
+from pathlib import Path
+
+from adapters import build_retriever
+from harness import metrics as metric_lib
+from harness import provenance
+from harness.data import Dataset, load_dataset
+from harness.errors import HarnessError
+from harness.results import EvalResult, RetrieverResult
+from suites import EvalContext, parse_suite
+
+
+def seed_everything(seed: int) -> None:
+    import numpy as np
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def run_file_name(spec: str, split: str) -> str:
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "_", spec).strip("_")[:60]
+    return f"{slug}-{hashlib.sha1(spec.encode()).hexdigest()[:8]}.{split}.trec"
+
+
+def evaluate(
+    data: str | Path | Dataset,
+    retrievers: list[str],
+    suites: list[str] | None = None,
+    out: str | Path | None = None,
+    metrics: list[str] | None = None,
+    cache_dir: str | Path | None = None,
+    split: str = "test",
+    ignore_identical_ids: bool = False,
+    seed: int = 0,
+) -> EvalResult:
+    if not retrievers:
+        raise HarnessError("give at least one --retriever")
+    if len(set(retrievers)) != len(retrievers):
+        raise HarnessError("the same --retriever is given twice")
+    metric_names = [metric_lib.validate_metric(m) for m in (metrics or metric_lib.DEFAULT_METRICS)]
+    suite_objects = [parse_suite(name, default_split=split) for name in (suites or ["heldout"])]
+    names = [s.name for s in suite_objects]
+    if len(set(names)) != len(names):
+        raise HarnessError(f"a suite is given twice: {', '.join(names)}")
+    from adapters import default_cache_dir
+
+    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    built = {}
+    for spec in retrievers:
+        retriever = build_retriever(spec, cache)
+        built[retriever.spec] = retriever
+    dataset = data if isinstance(data, Dataset) else load_dataset(data)
+    for suite in suite_objects:
+        for needed in suite.splits():
+            dataset.split(needed)  # fail on a missing or empty split before any model is loaded
+    seed_everything(seed)
+    context = EvalContext(
+        dataset=dataset,
+        retrievers=built,
+        metrics=metric_names,
+        cache_dir=cache,
+        default_split=split,
+        ignore_identical_ids=ignore_identical_ids,
+    )
+    suite_results = [suite.evaluate(context) for suite in suite_objects]
+
+    runs = context.runs()
+    run_files: dict[str, dict[str, str]] = {spec: {} for spec in built}
+    if out is not None:
+        run_dir = Path(out) / "runs"
+        run_dir.mkdir(parents=True, exist_ok=True)
+        for (spec, run_split), run in runs.items():
+            path = run_dir / run_file_name(spec, run_split)
+            path.write_text(run.to_trec(tag=spec.replace(" ", "_")), encoding="utf-8")
+            run_files[spec][run_split] = str(path.relative_to(out))
+    retriever_results = []
+    for spec, retriever in built.items():
+        split_runs = [run for (s, _), run in runs.items() if s == spec]
+        latency = split_runs[0].latency_summary() if split_runs else {}
+        retriever_results.append(
+            RetrieverResult(
+                spec=spec,
+                description=retriever.describe(),
+                build_seconds=retriever.build_seconds,
+                latency=latency,
+                run_files=run_files[spec],
+            )
+        )
+    used_splits = sorted({s for suite in suite_objects for s in suite.splits()})
+    evaluated = {qid for result in suite_results for qid in result.query_ids}
+    result = EvalResult(
+        provenance=provenance.collect(seed=seed),
+        dataset=dataset.provenance(used_splits),
+        options={"metrics": metric_names, "depth": context.depth, "split": split, "ignore_identical_ids": ignore_identical_ids},
+        retrievers=retriever_results,
+        suites=suite_results,
+        queries={qid: dataset.queries[qid].text for qid in sorted(evaluated) if qid in dataset.queries},
+    )
+    if out is not None:
+        result.write(Path(out) / "result.json")
+    return result

@@ -1,0 +1,81 @@
+"""Retrieval metrics per query, computed by ranx.
+
+Names follow ranx (``ndcg@10``, ``recall@100``, ``mrr@10``, ``map@100``,
+``precision@10``), with ``hit@k`` as the harness's name for ranx's ``hit_rate@k`` and
+``judged@k``, which ranx does not offer.
+"""
+
+from __future__ import annotations
+
+import re
+
+from harness.errors import HarnessError
+
+DEFAULT_METRICS = ("ndcg@10", "recall@10", "recall@100", "mrr@10", "map@100", "precision@10", "hit@10", "judged@10")
+_RANX_NAMES = {"hit": "hit_rate"}
+_KNOWN = {"ndcg", "ndcg_burges", "recall", "mrr", "map", "precision", "hit", "judged", "r-precision", "f1", "bpref"}
+_PATTERN = re.compile(r"^(?P<name>[a-z_\-]+)(@(?P<k>\d+))?$")
+
+
+def validate_metric(name: str) -> str:
+    match = _PATTERN.match(name.strip().lower())
+    if not match or match.group("name") not in _KNOWN:
+        raise HarnessError(f"unknown metric {name!r} (known: {', '.join(sorted(_KNOWN))}, with @k where it applies)")
+    if match.group("name") == "judged" and not match.group("k"):
+        raise HarnessError("judged needs a cut-off, e.g. judged@10")
+    return name.strip().lower()
+
+
+def max_depth(metrics: list[str]) -> int:
+    """The ranking depth the metrics need (at least 100, so recall@100 and MAP are honest)."""
+    cutoffs = [int(m.split("@")[1]) for m in metrics if "@" in m]
+    return max([100, *cutoffs])
+
+
+def per_query(
+    qrels: dict[str, dict[str, int]], run: dict[str, dict[str, float]], metrics: list[str]
+) -> dict[str, dict[str, float]]:
+    """Metric -> query id -> score, for every query of ``qrels`` (missing runs score 0)."""
+    import warnings
+
+    from ranx import Qrels, Run, evaluate
+
+    warnings.filterwarnings("ignore", module="ranx")  # numba type-safety notes about ranx's own casts
+
+    if not qrels:
+        raise HarnessError("no judged queries to evaluate")
+    results: dict[str, dict[str, float]] = {}
+    ranx_metrics = [m for m in metrics if not m.startswith("judged@")]
+    if ranx_metrics:
+        ranx_qrels = Qrels({qid: dict(rels) for qid, rels in qrels.items()})
+        # ranx refuses empty result lists: give unanswered queries a placeholder that is never relevant
+        ranx_run = Run({qid: (run.get(qid) or {"\0no-result": 0.0}) for qid in qrels})
+        renamed = [_to_ranx(m) for m in ranx_metrics]
+        evaluate(ranx_qrels, ranx_run, renamed, make_comparable=True)
+        for metric, ranx_name in zip(ranx_metrics, renamed):
+            scores = ranx_run.scores[ranx_name]
+            results[metric] = {qid: float(scores[qid]) for qid in qrels}
+    for metric in metrics:
+        if metric.startswith("judged@"):
+            results[metric] = judged_at_k(qrels, run, int(metric.split("@")[1]))
+    return {metric: results[metric] for metric in metrics}
+
+
+def judged_at_k(qrels: dict[str, dict[str, int]], run: dict[str, dict[str, float]], k: int) -> dict[str, float]:
+    """Share of the top k that carry any judgement (graded 0 included).
+
+    Hand-written because ranx has no such metric; it follows the "judged@k" of Thakur et
+    al., BEIR (2021), section 5, used to expose unjudged holes in a ranking.
+    """
+    scores = {}
+    for qid, rels in qrels.items():
+        hits = run.get(qid, {})
+        top = sorted(hits, key=lambda doc: (-hits[doc], doc))[:k]
+        scores[qid] = sum(doc in rels for doc in top) / k
+    return scores
+
+
+def _to_ranx(metric: str) -> str:
+    name, _, cut = metric.partition("@")
+    name = _RANX_NAMES.get(name, name)
+    return f"{name}@{cut}" if cut else name

@@ -1,0 +1,1 @@
+"""Renderers: each takes one result and writes or prints it. They compute nothing."""

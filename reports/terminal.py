@@ -1,0 +1,52 @@
+"""Rich tables for the terminal."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.table import Table
+
+from harness.results import EvalResult
+
+HEADLINE_METRICS = ("ndcg@10", "recall@10", "recall@100", "mrr@10", "judged@10")
+
+
+def eval_tables(result: EvalResult) -> list[Table]:
+    metrics = [m for m in HEADLINE_METRICS if m in result.options["metrics"]] or result.options["metrics"][:5]
+    info = {r.spec: r for r in result.retrievers}
+    tables = []
+    for suite in result.suites:
+        excluded = ", ".join(f"{count} {reason.replace('_', ' ')}" for reason, count in suite.excluded.items() if count)
+        title = f"{suite.name}: {len(suite.query_ids)} queries" + (f" (excluded: {excluded})" if excluded else "")
+        table = Table(title=title, title_justify="left")
+        table.add_column("retriever", overflow="fold", max_width=48)
+        for metric in metrics:
+            table.add_column(metric, justify="right")
+        table.add_column("p50 ms", justify="right")
+        table.add_column("p95 ms", justify="right")
+        table.add_column("build s", justify="right")
+        for spec, values in suite.aggregates.items():
+            latency = info[spec].latency if spec in info else {}
+            build = info[spec].build_seconds if spec in info else None
+            table.add_row(
+                spec,
+                *(f"{values[m]:.4f}" if m in values else "-" for m in metrics),
+                f"{latency['p50_ms']:.1f}" if latency else "-",
+                f"{latency['p95_ms']:.1f}" if latency else "-",
+                f"{build:.1f}" if build is not None else "-",
+            )
+        tables.append(table)
+    return tables
+
+
+def make_console() -> Console:
+    """A console as wide as the terminal, or 160 columns when output goes to a file or CI log."""
+    import sys
+
+    return Console() if sys.stdout.isatty() else Console(width=160)
+
+
+def print_eval(result: EvalResult, console: Console | None = None) -> None:
+    console = console or make_console()
+    for table in eval_tables(result):
+        console.print(table)
+    console.print(f"dataset {result.dataset['name']} ({result.dataset['hash'][:12]})", style="dim")
