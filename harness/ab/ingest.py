@@ -126,7 +126,8 @@ def ingest_file(con, path: Path, *, on_chunk=None) -> FileReport:
     digest = sha256(path)
     done = con.execute(
         "SELECT rows_read, rows_ingested, rows_quarantined FROM ingested_files WHERE sha256 = ?", [digest]
-    ).fetchone()
+    ).fetchall()
+    done = done[0] if done else None
     if done is not None:
         return FileReport(str(path), done[0], done[1], done[2], skipped=True)
     con.execute("BEGIN TRANSACTION")
@@ -162,7 +163,7 @@ def _ingest_in_transaction(con, path, fmt, digest, on_chunk) -> FileReport:
         n_read = _stage_csv(con, path, on_chunk)
     else:
         n_read = _stage_parquet(con, path, on_chunk)
-    con.execute(_CHECK_SQL, [PRE_PERIOD_DAYS, LATE_DAYS, MAX_POSITION])
+    con.execute(_CHECK_SQL)
     counts = dict(
         con.execute(
             "SELECT coalesce(reason IS NULL, false) AND kind_ IS NOT NULL, count(*) FROM _checked GROUP BY ALL"
@@ -177,7 +178,7 @@ def _ingest_in_transaction(con, path, fmt, digest, on_chunk) -> FileReport:
         "query_text, ts_, doc_ids, teams, model_version FROM _checked WHERE reason IS NULL AND kind_ = 'exposure'"
     )
     con.execute(
-        "INSERT INTO interactions SELECT event_id, exposure_id, doc_id, position_, kind, dwell_, ts_ "
+        "INSERT INTO interactions SELECT event_id, exposure_id, doc_id, position_, lower(kind), dwell_, ts_ "
         "FROM _checked WHERE reason IS NULL AND kind_ = 'interaction'"
     )
     con.execute(
@@ -204,7 +205,7 @@ def _ingest_in_transaction(con, path, fmt, digest, on_chunk) -> FileReport:
 def _table_counts(con) -> dict[str, int]:
     row = con.execute(
         "SELECT (SELECT count(*) FROM exposures), (SELECT count(*) FROM interactions), (SELECT count(*) FROM quarantine)"
-    ).fetchone()
+    ).fetchall()[0]
     return {"exposures": row[0], "interactions": row[1], "quarantine": row[2]}
 
 
@@ -273,11 +274,11 @@ def _json_list(name: str) -> str:
     return (
         f"CASE WHEN json_type(raw, {path}) = 'ARRAY' "
         f"AND list_bool_and(list_transform(coalesce(json_type(raw, '$.\"{name}\"[*]'), []), "
-        f"t -> t IN ('VARCHAR', 'BIGINT', 'UBIGINT'))) "
+        f"lambda t: t IN ('VARCHAR', 'BIGINT', 'UBIGINT'))) "
         f"THEN TRY_CAST(json_extract(raw, {path}) AS VARCHAR[]) END AS {name}, "
         f"(json_type(raw, {path}) IS NOT NULL AND json_type(raw, {path}) <> 'NULL' AND NOT coalesce("
         f"json_type(raw, {path}) = 'ARRAY' AND list_bool_and(list_transform(coalesce(json_type(raw, '$.\"{name}\"[*]'), []), "
-        f"t -> t IN ('VARCHAR', 'BIGINT', 'UBIGINT'))), false)) AS {name}_error"
+        f"lambda t: t IN ('VARCHAR', 'BIGINT', 'UBIGINT'))), false)) AS {name}_error"
     )
 
 
@@ -404,7 +405,7 @@ def _stage_parquet(con, path: Path, on_chunk) -> int:
             return f"TRY_CAST({src} AS VARCHAR[]) AS {field}, ({src} IS NOT NULL AND TRY_CAST({src} AS VARCHAR[]) IS NULL) AS {field}_error"
         return _text_list(f"CAST({src} AS VARCHAR)", field)
 
-    n = con.execute("SELECT count(*) FROM _parquet_src").fetchone()[0]
+    n = con.execute("SELECT count(*) FROM _parquet_src").fetchall()[0][0]
     con.execute(
         "INSERT INTO _stage SELECT file_row_number + 1, NULL, NULL, NULL, "
         + ", ".join(text(f) for f in FIELDS)
@@ -427,7 +428,7 @@ _TS = (
     " AT TIME ZONE 'UTC'"
 )
 
-# $1 pre-period days, $2 late days, $3 max position
+# the only values formatted into this SQL are the integer constants above
 _CHECK_SQL = f"""
 CREATE TEMP TABLE _checked AS
 WITH typed AS (
@@ -435,8 +436,7 @@ WITH typed AS (
         lower(coalesce(s.type, CASE WHEN s.exposure_id IS NOT NULL THEN 'interaction' ELSE 'exposure' END)) AS kind_,
         {_TS} AS ts_,
         CASE WHEN regexp_full_match(s.position, '\\s*[+-]?[0-9]{{1,9}}\\s*') THEN TRY_CAST(s.position AS INTEGER) END AS position_,
-        TRY_CAST(s.dwell_s AS DOUBLE) AS dwell_,
-        min(s.line) OVER (PARTITION BY s.event_id) AS first_line
+        TRY_CAST(s.dwell_s AS DOUBLE) AS dwell_
     FROM _stage s
 ),
 joined AS (
@@ -460,13 +460,18 @@ joined AS (
         ) QUALIFY row_number() OVER (PARTITION BY event_id ORDER BY ts) = 1
     ) x ON t.kind_ = 'interaction' AND x.event_id = t.exposure_id
 )
+SELECT * EXCLUDE (reason0, first_line),
+    coalesce(reason0, CASE
+        WHEN first_line < line THEN 'duplicate event_id (first seen on line ' || first_line || ')'
+        WHEN stored_dup THEN 'duplicate event_id (already stored)' END) AS reason
+FROM (
+SELECT *, min(line) FILTER (WHERE reason0 IS NULL) OVER (PARTITION BY kind_, event_id) AS first_line
+FROM (
 SELECT *, CASE
     WHEN parse_error IS NOT NULL THEN parse_error
     WHEN kind_ NOT IN ('exposure', 'interaction') THEN 'unknown record type ' || to_json(type)::VARCHAR
     WHEN type_error IS NOT NULL THEN type_error
     WHEN event_id IS NULL OR trim(event_id) = '' THEN 'event_id is missing'
-    WHEN first_line < line THEN 'duplicate event_id (first seen on line ' || first_line || ')'
-    WHEN stored_dup THEN 'duplicate event_id (already stored)'
     WHEN ts IS NULL THEN 'timestamp is missing'
     WHEN ts_ IS NULL THEN 'timestamp ' || to_json(ts)::VARCHAR || ' is not ISO 8601 or epoch seconds'
     -- exposures
@@ -475,28 +480,28 @@ SELECT *, CASE
     WHEN kind_ = 'exposure' AND variant IS NULL THEN 'variant is missing'
     WHEN kind_ = 'exposure' AND NOT list_contains(exp_variants, variant) THEN 'unknown variant ' || to_json(variant)::VARCHAR
     WHEN kind_ = 'exposure' AND (user_id IS NULL OR trim(user_id) = '') THEN 'user_id is missing'
-    WHEN kind_ = 'exposure' AND (ts_ < exp_start - to_days($1) OR ts_ > exp_end + INTERVAL 1 DAY)
+    WHEN kind_ = 'exposure' AND (ts_ < exp_start - to_days({PRE_PERIOD_DAYS}) OR ts_ > exp_end + INTERVAL 1 DAY)
         THEN 'timestamp ' || ts_ || ' is outside the experiment window'
     WHEN kind_ = 'exposure' AND doc_ids_error THEN 'doc_ids must be a list of ids'
     WHEN kind_ = 'exposure' AND (doc_ids IS NULL OR len(doc_ids) = 0) THEN 'doc_ids is missing or empty'
-    WHEN kind_ = 'exposure' AND list_bool_or(list_transform(doc_ids, d -> d IS NULL OR d = '')) THEN 'doc_ids holds an empty id'
+    WHEN kind_ = 'exposure' AND list_bool_or(list_transform(doc_ids, lambda d: d IS NULL OR d = '')) THEN 'doc_ids holds an empty id'
     WHEN kind_ = 'exposure' AND teams_error THEN 'teams must be a list'
     WHEN kind_ = 'exposure' AND teams IS NOT NULL AND len(teams) <> len(doc_ids) THEN 'teams must have one entry per doc id'
     -- interactions
     WHEN kind_ = 'interaction' AND (exposure_id IS NULL OR trim(exposure_id) = '') THEN 'exposure_id is missing'
     WHEN kind_ = 'interaction' AND position IS NULL THEN 'position is missing'
     WHEN kind_ = 'interaction' AND position_ IS NULL THEN 'position ' || to_json(position)::VARCHAR || ' is not an integer'
-    WHEN kind_ = 'interaction' AND (position_ < 1 OR position_ > $3) THEN 'position ' || position_ || ' is out of range'
+    WHEN kind_ = 'interaction' AND (position_ < 1 OR position_ > {MAX_POSITION}) THEN 'position ' || position_ || ' is out of range'
     WHEN kind_ = 'interaction' AND lower(coalesce(kind, '')) NOT IN ('click', 'conversion') THEN 'kind must be click or conversion'
     WHEN kind_ = 'interaction' AND dwell_s IS NOT NULL AND dwell_ IS NULL THEN 'dwell_s ' || to_json(dwell_s)::VARCHAR || ' is not a number'
     WHEN kind_ = 'interaction' AND (dwell_ < 0 OR NOT isfinite(dwell_)) THEN 'dwell_s must be a finite number >= 0'
     WHEN kind_ = 'interaction' AND x_ts IS NULL AND (ts_ < TIMESTAMP '2000-01-01' OR ts_ > TIMESTAMP '2100-01-01')
         THEN 'timestamp ' || ts_ || ' is out of range'
     WHEN kind_ = 'interaction' AND x_ts IS NOT NULL AND ts_ < x_ts - INTERVAL 1 MINUTE THEN 'timestamp is before its exposure'
-    WHEN kind_ = 'interaction' AND x_ts IS NOT NULL AND ts_ > x_exp_end + to_days($2) THEN 'timestamp is after the experiment window'
+    WHEN kind_ = 'interaction' AND x_ts IS NOT NULL AND ts_ > x_exp_end + to_days({LATE_DAYS}) THEN 'timestamp is after the experiment window'
     WHEN kind_ = 'interaction' AND x_ts IS NOT NULL AND position_ > len(x_doc_ids) THEN 'position ' || position_ || ' is beyond the ranking shown'
     WHEN kind_ = 'interaction' AND x_ts IS NOT NULL AND doc_id IS NOT NULL AND x_doc_ids[position_] <> doc_id
         THEN 'doc_id does not match the doc shown at that position'
-END AS reason
-FROM joined
+END AS reason0
+FROM joined))
 """

@@ -344,11 +344,12 @@ def register_experiment(con, exp: ExperimentConfig) -> bool:
 
 
 def get_experiment(con, experiment_id: str, missing_ok: bool = False) -> ExperimentConfig | None:
-    row = con.execute(
+    rows = con.execute(
         "SELECT experiment_id, variants, traffic_split, control, start_ts, end_ts, primary_metric, "
         "guardrails, guardrail_margin, description FROM experiments WHERE experiment_id = ?",
         [experiment_id],
-    ).fetchone()
+    ).fetchall()
+    row = rows[0] if rows else None
     if row is None:
         if missing_ok:
             return None
