@@ -11,9 +11,24 @@ from harness.errors import HarnessError
 KINDS = ("bm25", "dense", "hybrid", "rerank")
 
 
-def build_retriever(spec: str | Spec, cache_dir: str | Path | None = None) -> Retriever:
-    """Turn a spec string into a retriever; ``cache_dir`` holds indexes and embeddings."""
+def build_retriever(
+    spec: str | Spec, cache_dir: str | Path | None = None, shared: dict[str, Retriever] | None = None
+) -> Retriever:
+    """Turn a spec string into a retriever; ``cache_dir`` holds indexes and embeddings.
+
+    ``shared`` memoises retrievers by canonical spec, so ``dense`` and the ``dense`` inside
+    ``hybrid(bm25,dense)`` are one object: one index, one search.
+    """
     parsed = Spec.parse(spec) if isinstance(spec, str) else spec
+    if shared is not None:
+        key = str(parsed)
+        if key not in shared:
+            shared[key] = _build(parsed, cache_dir, shared)
+        return shared[key]
+    return _build(parsed, cache_dir, None)
+
+
+def _build(parsed: Spec, cache_dir: str | Path | None, shared: dict[str, Retriever] | None) -> Retriever:
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     if parsed.kind == "bm25":
         from adapters.bm25 import BM25Retriever
@@ -26,11 +41,11 @@ def build_retriever(spec: str | Spec, cache_dir: str | Path | None = None) -> Re
     if parsed.kind == "hybrid":
         from adapters.hybrid import HybridRetriever
 
-        return HybridRetriever.from_spec(parsed, cache)
+        return HybridRetriever.from_spec(parsed, cache, shared)
     if parsed.kind == "rerank":
         from adapters.rerank import RerankRetriever
 
-        return RerankRetriever.from_spec(parsed, cache)
+        return RerankRetriever.from_spec(parsed, cache, shared)
     raise HarnessError(f"unknown retriever kind {parsed.kind!r} in spec {str(parsed)!r} (known: {', '.join(KINDS)})")
 
 

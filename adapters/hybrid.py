@@ -46,7 +46,7 @@ class HybridRetriever(Retriever):
         self.spec = spec or f"hybrid({','.join(p.spec for p in parts)})"
 
     @classmethod
-    def from_spec(cls, spec: Spec, cache_dir: Path) -> "HybridRetriever":
+    def from_spec(cls, spec: Spec, cache_dir: Path, shared: dict | None = None) -> "HybridRetriever":
         from adapters import build_retriever
 
         if spec.value is not None:
@@ -65,7 +65,7 @@ class HybridRetriever(Retriever):
         if weights is not None and method == "rrf":
             method = "wsum"
         return cls(
-            parts=[build_retriever(part, cache_dir) for part in spec.args],
+            parts=[build_retriever(part, cache_dir, shared) for part in spec.args],
             method=method,
             norm=spec.option("norm"),
             weights=weights,

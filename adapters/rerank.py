@@ -35,7 +35,7 @@ class RerankRetriever(Retriever):
         self._model: Any = None
 
     @classmethod
-    def from_spec(cls, spec: Spec, cache_dir: Path) -> "RerankRetriever":
+    def from_spec(cls, spec: Spec, cache_dir: Path, shared: dict | None = None) -> "RerankRetriever":
         from adapters import build_retriever
 
         if len(spec.args) != 1 or spec.value is not None:
@@ -51,7 +51,7 @@ class RerankRetriever(Retriever):
             batch = int(spec.option("batch", "32") or 32)
         except ValueError:
             raise HarnessError(f"{spec}: top and batch must be integers") from None
-        return cls(model=str(spec.args[0]), first=build_retriever(first, cache_dir), top=top, batch_size=batch, spec=str(spec))
+        return cls(model=str(spec.args[0]), first=build_retriever(first, cache_dir, shared), top=top, batch_size=batch, spec=str(spec))
 
     @property
     def model(self) -> Any:

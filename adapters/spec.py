@@ -6,7 +6,7 @@ Grammar (whitespace around tokens is ignored)::
     args   := arg (',' arg)*
     arg    := key '=' value | spec
     value  := spec | quoted | bare
-    bare   := characters other than , ( ) = and quotes; may contain ':' '/' '.' '-' '~'
+    bare   := characters other than , ( ) = quotes and spaces; may contain ':' '/' '.' '-' '~'
     quoted := '...' or "..."   (for paths holding commas, parentheses or spaces)
 
 Examples::
@@ -106,7 +106,12 @@ class _Parser:
             self.pos = end + 1
             return value
         start = self.pos
-        while self.pos < len(self.text) and self.text[self.pos] not in _SPECIAL and self.text[self.pos] not in stop:
+        while (
+            self.pos < len(self.text)
+            and self.text[self.pos] not in _SPECIAL
+            and self.text[self.pos] not in stop
+            and not self.text[self.pos].isspace()
+        ):
             self.pos += 1
         value = self.text[start : self.pos].strip()
         if not value:

@@ -54,8 +54,9 @@ def evaluate(
 
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     built = {}
+    shared: dict = {}
     for spec in retrievers:
-        retriever = build_retriever(spec, cache)
+        retriever = build_retriever(spec, cache, shared)
         built[retriever.spec] = retriever
     dataset = data if isinstance(data, Dataset) else load_dataset(data)
     for suite in suite_objects:

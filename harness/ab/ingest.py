@@ -478,7 +478,8 @@ SELECT *, CASE
     WHEN kind_ = 'exposure' AND (experiment_id IS NULL OR trim(experiment_id) = '') THEN 'experiment_id is missing'
     WHEN kind_ = 'exposure' AND exp_found IS NULL THEN 'unknown experiment ' || to_json(experiment_id)::VARCHAR
     WHEN kind_ = 'exposure' AND variant IS NULL THEN 'variant is missing'
-    WHEN kind_ = 'exposure' AND NOT list_contains(exp_variants, variant) THEN 'unknown variant ' || to_json(variant)::VARCHAR
+    WHEN kind_ = 'exposure' AND NOT list_contains(exp_variants, variant)
+        AND NOT (variant = 'interleaved' AND teams IS NOT NULL) THEN 'unknown variant ' || to_json(variant)::VARCHAR
     WHEN kind_ = 'exposure' AND (user_id IS NULL OR trim(user_id) = '') THEN 'user_id is missing'
     WHEN kind_ = 'exposure' AND (ts_ < exp_start - to_days({PRE_PERIOD_DAYS}) OR ts_ > exp_end + INTERVAL 1 DAY)
         THEN 'timestamp ' || ts_ || ' is outside the experiment window'
@@ -487,6 +488,8 @@ SELECT *, CASE
     WHEN kind_ = 'exposure' AND list_bool_or(list_transform(doc_ids, lambda d: d IS NULL OR d = '')) THEN 'doc_ids holds an empty id'
     WHEN kind_ = 'exposure' AND teams_error THEN 'teams must be a list'
     WHEN kind_ = 'exposure' AND teams IS NOT NULL AND len(teams) <> len(doc_ids) THEN 'teams must have one entry per doc id'
+    WHEN kind_ = 'exposure' AND teams IS NOT NULL AND NOT list_bool_and(list_transform(teams, lambda t: list_contains(exp_variants, t)))
+        THEN 'teams must name variants of the experiment'
     -- interactions
     WHEN kind_ = 'interaction' AND (exposure_id IS NULL OR trim(exposure_id) = '') THEN 'exposure_id is missing'
     WHEN kind_ = 'interaction' AND position IS NULL THEN 'position is missing'

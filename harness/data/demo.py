@@ -47,12 +47,12 @@ MIN_WORDS, MAX_WORDS = 30, 90
 
 # Query mix per subdomain (fractions of that subdomain's queries, by the kind of target).
 QUERY_MIX = {
-    "aspect": 0.42,
-    "overview": 0.05,
-    "product": 0.18,
+    "aspect": 0.47,
+    "overview": 0.06,
+    "product": 0.16,
     "procedure": 0.11,
-    "incident": 0.13,
-    "change": 0.11,
+    "incident": 0.11,
+    "change": 0.09,
 }
 
 MONTHS = [
@@ -94,11 +94,11 @@ SUBDOMAINS: dict[str, dict[str, Any]] = {
         ],
         "families": [
             {"name": "Tillpoint", "kind": "card terminal", "variants": ["T3", "T4", "T5", "T6"],
-             "facts": [("transactions per hour", "", "how many transactions an hour", [300, 450, 600, 900]),
-                       ("battery life", "hours", "how long does the battery last", [9, 12, 16, 20])]},
+             "facts": [("transactions per hour", "", "how many payments per hour can the {F} {V} take", [300, 450, 600, 900]),
+                       ("battery life", "hours", "how long does the {F} {V} battery last", [9, 12, 16, 20])]},
             {"name": "Coinbay", "kind": "cash recycler", "variants": ["C1", "C2", "C3"],
-             "facts": [("note capacity", "notes", "how many notes fit", [1200, 2500, 4000]),
-                       ("dispense speed", "notes per second", "how fast does it pay out", [4, 7, 10])]},
+             "facts": [("note capacity", "notes", "how many notes fit in the {F} {V}", [1200, 2500, 4000]),
+                       ("dispense speed", "notes per second", "how fast does the {F} {V} pay out cash", [4, 7, 10])]},
         ],
         "procedures": [
             ("Procedure for refunding duplicate card authorisations",
@@ -165,11 +165,11 @@ SUBDOMAINS: dict[str, dict[str, Any]] = {
         ],
         "families": [
             {"name": "Vortex", "kind": "edge gateway", "variants": ["200", "300", "500", "700"],
-             "facts": [("throughput", "Gbit/s", "how fast is", [10, 25, 40, 100]),
-                       ("concurrent sessions", "thousand", "how many sessions can", [250, 500, 1000, 4000])]},
+             "facts": [("throughput", "Gbit/s", "how fast is the {F} {V}", [10, 25, 40, 100]),
+                       ("concurrent sessions", "thousand", "how many sessions can the {F} {V} handle", [250, 500, 1000, 4000])]},
             {"name": "Lumen", "kind": "access switch", "variants": ["L24", "L48", "L96"],
-             "facts": [("port count", "ports", "how many ports does", [24, 48, 96]),
-                       ("PoE budget", "watts", "how much power over ethernet does", [370, 740, 1440])]},
+             "facts": [("port count", "ports", "how many ports does the {F} {V} have", [24, 48, 96]),
+                       ("PoE budget", "watts", "how much power over ethernet does the {F} {V} give", [370, 740, 1440])]},
         ],
         "procedures": [
             ("Procedure for requesting egress policy exceptions",
@@ -236,11 +236,11 @@ SUBDOMAINS: dict[str, dict[str, Any]] = {
         ],
         "families": [
             {"name": "Keel", "kind": "storage array", "variants": ["S10", "S20", "S40", "S80"],
-             "facts": [("raw capacity", "TB", "how much can", [120, 240, 480, 960]),
-                       ("drive bays", "bays", "how many drives fit in", [12, 24, 48, 96])]},
+             "facts": [("raw capacity", "TB", "how much data can the {F} {V} hold", [120, 240, 480, 960]),
+                       ("drive bays", "bays", "how many drives fit in the {F} {V}", [12, 24, 48, 96])]},
             {"name": "Driftwood", "kind": "backup appliance", "variants": ["D2", "D4", "D8"],
-             "facts": [("ingest rate", "TB per hour", "how fast can", [2, 4, 8]),
-                       ("retained restore points", "points", "how many restore points does", [30, 60, 120])]},
+             "facts": [("ingest rate", "TB per hour", "how fast can the {F} {V} back up", [2, 4, 8]),
+                       ("retained restore points", "points", "how many restore points does the {F} {V} keep", [30, 60, 120])]},
         ],
         "procedures": [
             ("Restoration of deleted objects from versioned buckets",
@@ -307,11 +307,11 @@ SUBDOMAINS: dict[str, dict[str, Any]] = {
         ],
         "families": [
             {"name": "Sentinel", "kind": "hardware security key", "variants": ["K2", "K3", "K4", "K5"],
-             "facts": [("credential slots", "slots", "how many accounts can", [8, 16, 25, 32]),
-                       ("rated insertions", "thousand", "how long does", [50, 100, 200, 300])]},
+             "facts": [("credential slots", "slots", "how many accounts can the {F} {V} store", [8, 16, 25, 32]),
+                       ("rated insertions", "thousand", "how long does the {F} {V} last", [50, 100, 200, 300])]},
             {"name": "Portcullis", "kind": "badge reader", "variants": ["P1", "P2", "P3"],
-             "facts": [("read range", "centimetres", "how close do I need to hold a badge to", [3, 6, 10]),
-                       ("offline cache", "badges", "how many badges does", [500, 2000, 10000])]},
+             "facts": [("read range", "centimetres", "how close do I need to hold a badge to the {F} {V}", [3, 6, 10]),
+                       ("offline cache", "badges", "how many badges does the {F} {V} remember offline", [500, 2000, 10000])]},
         ],
         "procedures": [
             ("Procedure for revoking access of departing employees",
@@ -378,11 +378,11 @@ SUBDOMAINS: dict[str, dict[str, Any]] = {
         ],
         "families": [
             {"name": "Argus", "kind": "network probe appliance", "variants": ["A1", "A2", "A3", "A4"],
-             "facts": [("monitored links", "links", "how many links can", [4, 8, 16, 32]),
-                       ("capture buffer", "GB", "how much traffic can", [64, 128, 256, 512])]},
+             "facts": [("monitored links", "links", "how many links can the {F} {V} watch", [4, 8, 16, 32]),
+                       ("capture buffer", "GB", "how much traffic can the {F} {V} buffer", [64, 128, 256, 512])]},
             {"name": "Lookout", "kind": "display wall controller", "variants": ["W1", "W2", "W3"],
-             "facts": [("screen outputs", "screens", "how many screens can", [4, 9, 16]),
-                       ("refresh interval", "seconds", "how often does", [30, 15, 5])]},
+             "facts": [("screen outputs", "screens", "how many screens can the {F} {V} drive", [4, 9, 16]),
+                       ("refresh interval", "seconds", "how often does the {F} {V} refresh", [30, 15, 5])]},
         ],
         "procedures": [
             ("Alert threshold adjustment requests",
@@ -594,7 +594,7 @@ PRODUCT_ASPECTS: list[dict[str, Any]] = [
      "titles": ["{F} {V} {K} specifications", "{F} {V} datasheet", "Technical data: {F} {V}"],
      "texts": ["The {F} {V} is a {K} rated for {f1v} {f1u} of {f1l} and {f2v} {f2u} of {f2l}. It ships with firmware {fw}.",
                "Key figures for the {F} {V} {K}: {f1l} {f1v} {f1u}; {f2l} {f2v} {f2u}. Factory firmware is {fw}."],
-     "queries": ["{f1q} the {F} {V}", "{F} {V} {f1l}", "{F} {V} {f2l}", "{F} {V} specs", "{f2q} the {F} {V}"]},
+     "queries": ["{f1q}", "{F} {V} {f1l}", "{F} {V} {f2l}", "{F} {V} specs", "{f2q}"]},
     {"key": "firmware",
      "titles": ["Upgrading firmware on the {F} {V}", "{F} {V} firmware {fw} release notes", "{F} {V} software updates"],
      "texts": ["Firmware {fw} is the current release for the {F} {V}. Install it from the management console; the {K} reboots once and keeps its configuration.",
@@ -668,6 +668,7 @@ class _Builder:
     def add_query(self, subdomain: str, kind: str, text: str, style: str, rels: dict[int, int],
                   date: _dt.date, **extra: Any) -> None:
         bucket = self.candidates.setdefault(subdomain, {}).setdefault(kind, [])
+        text = " ".join(text.replace("the the ", "the ").split())
         bucket.append({"text": text, "style": style, "rels": rels, "date": date, "extra": extra})
 
 
@@ -737,12 +738,12 @@ def _build_subdomain(b: _Builder, name: str, vocab: dict[str, Any]) -> None:
             intro_t = rng.choice(aspect["intros"])
             detail_t = rng.choice(aspect["details"])
             mention_desc = rng.random() < 0.3
-            revisions = 2 if rng.random() < 0.35 else 1
+            revisions = 2 if rng.random() < 0.4 else 1
             ids = []
             for rev in range(revisions):
                 local = dict(values)
                 local["n"] = rng.choice([2, 3, 5, 8, 10, 15, 20, 30, 45, 60, 90, 120, 250, 500])
-                local["m"] = rng.choice([4, 6, 12, 18, 24, 36, 40, 100, 200, 1000])
+                local["m"] = local["n"] * rng.choice([2, 3, 4, 6])
                 if revisions == 2 and rev == 0:
                     date = _date_between(rng, DATE_FIRST, _dt.date(2023, 9, 30))
                 else:
@@ -770,7 +771,7 @@ def _build_subdomain(b: _Builder, name: str, vocab: dict[str, Any]) -> None:
 
         # incidents: distinct months per service
         months: list[tuple[int, int]] = []
-        while len(months) < 12:
+        while len(months) < 14:
             candidate = (rng.randint(2022, 2025), rng.randint(1, 12))
             if candidate not in months:
                 months.append(candidate)
@@ -798,7 +799,7 @@ def _build_subdomain(b: _Builder, name: str, vocab: dict[str, Any]) -> None:
                 b.add_query(name, "incident", text, "dated", {doc: 2}, day, refers_by=refers_by, service=code)
 
         # change notices
-        for _ in range(10):
+        for _ in range(12):
             day = _date_between(rng, DATE_FIRST, DATE_LAST)
             change = rng.choice(CHANGES)
             local = {"ver": f"{rng.randint(2, 12)}.{rng.randint(0, 9)}", "R2": rng.choice(REGIONS),
@@ -834,11 +835,13 @@ def _build_subdomain(b: _Builder, name: str, vocab: dict[str, Any]) -> None:
         major = rng.randint(3, 7)
         for vi, variant in enumerate(variants):
             values = {"F": fname, "V": variant, "K": kind,
-                      "f1l": f1[0], "f1u": f1[1], "f1v": f1[3][vi], "f1q": f1[2],
-                      "f2l": f2[0], "f2u": f2[1], "f2v": f2[3][vi], "f2q": f2[2],
+                      "f1l": f1[0], "f1u": f1[1], "f1v": f1[3][vi],
+                      "f2l": f2[0], "f2u": f2[1], "f2v": f2[3][vi],
                       "fw": f"{major}.{vi + 1}.{rng.randint(0, 9)}", "col": rng.choice(COLOURS),
                       "code": rng.randint(100, 999), "meaning": rng.choice(FAULT_MEANINGS),
                       "eol": _long_date(_date_between(rng, _dt.date(2025, 6, 1), _dt.date(2028, 12, 31)))}
+            values["f1q"] = _fill(f1[2], values)
+            values["f2q"] = _fill(f2[2], values)
             for aspect in PRODUCT_ASPECTS:
                 title_t, text_t = templates[aspect["key"]]
                 date = _date_between(rng, fam_date, DATE_LAST)
