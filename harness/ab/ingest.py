@@ -175,16 +175,18 @@ def _ingest_in_transaction(con, path, fmt, digest, on_chunk) -> FileReport:
     before = _table_counts(con)
     con.execute(
         "INSERT INTO exposures SELECT event_id, experiment_id, variant, user_id, session_id, query_id, "
-        "query_text, ts_, doc_ids, teams, model_version FROM _checked WHERE reason IS NULL AND kind_ = 'exposure'"
+        "query_text, ts_, doc_ids, teams, model_version FROM _stage JOIN _checked USING (line) "
+        "WHERE reason IS NULL AND kind_ = 'exposure' ORDER BY ts_"
     )
     con.execute(
         "INSERT INTO interactions SELECT event_id, exposure_id, doc_id, position_, lower(kind), dwell_, ts_ "
-        "FROM _checked WHERE reason IS NULL AND kind_ = 'interaction'"
+        "FROM _stage JOIN _checked USING (line) WHERE reason IS NULL AND kind_ = 'interaction'"
     )
     con.execute(
         "INSERT INTO quarantine SELECT ?, line, reason, left(coalesce(raw, to_json(struct_pack("
         + ", ".join(FIELDS)
-        + ", doc_ids))::VARCHAR), ?), now()::TIMESTAMP FROM _checked WHERE reason IS NOT NULL",
+        + ", doc_ids))::VARCHAR), ?), now()::TIMESTAMP "
+        "FROM _stage JOIN _checked USING (line) WHERE reason IS NOT NULL ORDER BY line",
         [str(path), MAX_RAW],
     )
     after = _table_counts(con)
@@ -247,38 +249,36 @@ def _stage_jsonl(con, path: Path, on_chunk) -> int:
     return n
 
 
-_JSON_PATHS = [f"$.{f}" for f in FIELDS]
+# every name a field may have in JSON: its own and its aliases (constants of this module)
+_NAMES = [(f, [f] + [a for a, t in ALIASES.items() if t == f]) for f in FIELDS]
+_ALL_PATHS = [name for _, names in _NAMES for name in names]
+_PATH_LIST = "[" + ", ".join(f"'$.\"{n}\"'" for n in _ALL_PATHS) + "]"
 
 
-def _json_field(i: int, field: str) -> str:
-    names = [field] + [alias for alias, target in ALIASES.items() if target == field]
-    parts = [f"json_extract_string(raw, '$.\"{name}\"')" for name in names]
-    return f"coalesce({', '.join(parts)}) AS {field}" if len(parts) > 1 else f"{parts[0]} AS {field}"
+def _json_field(field: str, names: list[str]) -> str:
+    idx = [_ALL_PATHS.index(n) + 1 for n in names]
+    parts = [f"v[{i}]" for i in idx]
+    return (f"coalesce({', '.join(parts)})" if len(parts) > 1 else parts[0]) + f" AS {field}"
 
 
 def _json_type_check() -> str:
     # a scalar field given as an object, an array or a boolean is a type error
-    checks = []
-    for field in FIELDS:
-        names = [field] + [alias for alias, target in ALIASES.items() if target == field]
-        for name in names:
-            checks.append(
-                f"CASE WHEN json_type(raw, '$.\"{name}\"') IN ('OBJECT', 'ARRAY', 'BOOLEAN') "
-                f"THEN '{name} must be a string or a number' END"
-            )
+    checks = [
+        f"CASE WHEN t[{i + 1}] IN ('OBJECT', 'ARRAY', 'BOOLEAN') THEN '{name} must be a string or a number' END"
+        for i, name in enumerate(_ALL_PATHS)
+    ]
     return f"coalesce({', '.join(checks)})"
 
 
 def _json_list(name: str) -> str:
     path = f"'$.\"{name}\"'"
+    ok = (
+        f"(json_type(raw, {path}) = 'ARRAY' AND list_bool_and(list_transform(coalesce(json_type(raw, '$.\"{name}\"[*]'), []), "
+        f"lambda t: t IN ('VARCHAR', 'BIGINT', 'UBIGINT'))))"
+    )
     return (
-        f"CASE WHEN json_type(raw, {path}) = 'ARRAY' "
-        f"AND list_bool_and(list_transform(coalesce(json_type(raw, '$.\"{name}\"[*]'), []), "
-        f"lambda t: t IN ('VARCHAR', 'BIGINT', 'UBIGINT'))) "
-        f"THEN TRY_CAST(json_extract(raw, {path}) AS VARCHAR[]) END AS {name}, "
-        f"(json_type(raw, {path}) IS NOT NULL AND json_type(raw, {path}) <> 'NULL' AND NOT coalesce("
-        f"json_type(raw, {path}) = 'ARRAY' AND list_bool_and(list_transform(coalesce(json_type(raw, '$.\"{name}\"[*]'), []), "
-        f"lambda t: t IN ('VARCHAR', 'BIGINT', 'UBIGINT'))), false)) AS {name}_error"
+        f"CASE WHEN {ok} THEN TRY_CAST(json_extract(raw, {path}) AS VARCHAR[]) END AS {name}, "
+        f"(coalesce(json_type(raw, {path}), 'NULL') <> 'NULL' AND NOT coalesce({ok}, false)) AS {name}_error"
     )
 
 
@@ -291,12 +291,13 @@ _JSONL_STAGE_SQL = (
     "INSERT INTO _stage SELECT line, raw, NULL, "
     + _json_type_check()
     + ", "
-    + ", ".join(_json_field(i, f) for i, f in enumerate(FIELDS))
+    + ", ".join(_json_field(f, names) for f, names in _NAMES)
     + ", "
     + _json_list("doc_ids")
     + ", "
     + _json_list("teams")
-    + " FROM (SELECT * FROM _raw_arrow WHERE trim(raw) <> '' AND json_valid(raw) AND json_type(raw) = 'OBJECT')"
+    + f" FROM (SELECT line, raw, json_extract_string(raw, {_PATH_LIST}) AS v, json_type(raw, {_PATH_LIST}) AS t "
+    "FROM _raw_arrow WHERE trim(raw) <> '' AND json_valid(raw) AND json_type(raw) = 'OBJECT')"
 )
 
 
@@ -460,7 +461,7 @@ joined AS (
         ) QUALIFY row_number() OVER (PARTITION BY event_id ORDER BY ts) = 1
     ) x ON t.kind_ = 'interaction' AND x.event_id = t.exposure_id
 )
-SELECT * EXCLUDE (reason0, first_line),
+SELECT line, kind_, ts_, position_, dwell_,
     coalesce(reason0, CASE
         WHEN first_line < line THEN 'duplicate event_id (first seen on line ' || first_line || ')'
         WHEN stored_dup THEN 'duplicate event_id (already stored)' END) AS reason

@@ -1,0 +1,586 @@
+"""The analysis of an experiment, computed where the logs are.
+
+Every per-variant number is an Ibis expression (so the same code runs on DuckDB, Spark,
+BigQuery, ...): exposures and interactions are reduced to one row per user inside the
+engine, and tea-tasting aggregates those rows by variant inside the engine too (count,
+means, variances, covariances). Only the aggregates reach Python.
+
+* Ranking metrics per query (ratio metrics over users, delta method): click-through
+  rate, success rate (a click with dwell >= threshold), mean reciprocal rank of the
+  first click, abandonment, clicks per query, inverse-propensity-weighted clicks per
+  query (position bias removed with propensities estimated from the logs or given),
+  conversion rate; and queries per user.
+* tea-tasting: delta method, Welch's t-test, CUPED with the pre-period, power; optional
+  bootstrap intervals. SRM by scipy's chi-square test; Holm by statsmodels.
+* Added here (harness.ab.sequential): confidence sequences over the cumulative effect of
+  every day, the effect of each single day (novelty), the IPW click metric.
+
+User values (experiment id, variants, dates, propensities) enter the queries as Ibis
+memtables, i.e. as Arrow data, never as SQL text.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from harness.ab.schema import METRIC_DIRECTION, METRICS, ExperimentConfig
+from harness.errors import HarnessError
+
+BASE = ("queries", "clicked", "clicks", "successes", "rr", "abandoned", "ipw_clicks", "conversions")
+METRIC_DEFS: dict[str, tuple[str, str | None]] = {
+    "ctr": ("clicked", "queries"),
+    "success_rate": ("successes", "queries"),
+    "mrr": ("rr", "queries"),
+    "abandonment": ("abandoned", "queries"),
+    "clicks_per_query": ("clicks", "queries"),
+    "ipw_clicks_per_query": ("ipw_clicks", "queries"),
+    "conversion_rate": ("conversions", "queries"),
+    "queries_per_user": ("queries", None),
+}
+assert tuple(METRIC_DEFS) == METRICS
+PRE_DAYS = 28
+DEFAULT_K = 10
+
+
+@dataclass
+class Options:
+    dwell_threshold: float = 30.0
+    propensities: list[float] | None = None  # given; else estimated (DuckDB) or naive
+    alpha: float = 0.05
+    mde: float = 0.02  # relative lift the power analysis is asked about
+    cuped: bool = True
+    daily: bool = True
+    bootstrap: int = 0  # resamples for a bootstrap interval of the primary metric
+    horizon_days: int | None = None  # planned duration; default: the experiment's
+    as_of: datetime | None = None  # analyse only the logs before this time
+    propensity_sample: int = 500_000  # exposures used to estimate propensities
+    seed: int = 0
+    metrics: list[str] = field(default_factory=lambda: list(METRICS))
+
+
+def _mt(data: dict[str, list]) -> Any:
+    import ibis
+    import pyarrow as pa
+
+    return ibis.memtable(pa.table(data))
+
+
+def window(exp: ExperimentConfig, opts: Options) -> tuple[datetime, datetime, datetime]:
+    start = exp.start
+    end = exp.end or (start + timedelta(days=opts.horizon_days or 14))
+    if opts.as_of is not None:
+        end = min(end, opts.as_of)
+    if end <= start:
+        raise HarnessError(f"nothing to analyse: the analysis ends ({end}) before the experiment starts ({start})")
+    return start - timedelta(days=PRE_DAYS), start, end
+
+
+def exposure_table(backend, exp: ExperimentConfig, opts: Options, propensities: list[float]):
+    """One row per exposure of the experiment (pre-period included): user, variant, day
+    (negative in the pre-period) and the per-query quantities."""
+    import ibis
+
+    pre_ts, start, end = window(exp, opts)
+    exposures = backend.table("exposures")
+    interactions = backend.table("interactions")
+    params = _mt(
+        {
+            "experiment_id": [exp.experiment_id],
+            "_pre_ts": [pre_ts],
+            "_start_ts": [start],
+            "_end_ts": [end],
+            "_dwell": [float(opts.dwell_threshold)],
+        }
+    )
+    variants = _mt({"variant": list(exp.variants)})
+    e = exposures.join(params, "experiment_id").join(variants, "variant")
+    e = e.filter(e.ts >= e._pre_ts, e.ts < e._end_ts)
+    e = e.select(
+        "event_id",
+        "user_id",
+        "variant",
+        "_dwell",
+        "_end_ts",
+        n_docs=e.doc_ids.length(),
+        day=((e.ts.epoch_seconds() - e._start_ts.epoch_seconds()) // 86400).cast("int64"),
+    )
+    props = _mt({"position": list(range(1, len(propensities) + 1)), "_prop": [float(p) for p in propensities]})
+    i = interactions.join(
+        e.select(exposure_id=e.event_id, n_docs=e.n_docs, _dwell=e._dwell, _end_ts=e._end_ts), "exposure_id"
+    )
+    i = i.filter((i.position >= 1) & (i.position <= i.n_docs), i.ts < i._end_ts + ibis.interval(days=1))
+    i = i.left_join(props, "position")
+    is_click = i.kind == "click"
+    per = i.group_by(i.exposure_id).aggregate(
+        n_clicks=is_click.cast("int64").sum(),
+        first_pos=i.position.min(where=is_click),
+        success=(is_click & (i.dwell_s.fill_null(0) >= i._dwell)).cast("int64").max(),
+        converted=(i.kind == "conversion").cast("int64").max(),
+        ipw=(1.0 / i._prop).sum(where=is_click & i._prop.notnull()),
+    )
+    j = e.left_join(per, e.event_id == per.exposure_id)
+    n_clicks = j.n_clicks.fill_null(0)
+    return j.select(
+        "event_id",
+        "user_id",
+        "variant",
+        "day",
+        queries=ibis.literal(1, "int64"),
+        clicked=(n_clicks > 0).cast("int64"),
+        clicks=n_clicks,
+        successes=j.success.fill_null(0),
+        rr=ibis.ifelse(j.first_pos.isnull(), 0.0, 1.0 / j.first_pos.cast("float64")),
+        abandoned=(n_clicks == 0).cast("int64"),
+        ipw_clicks=j.ipw.fill_null(0.0),
+        conversions=j.converted.fill_null(0),
+    )
+
+
+def user_table(per_exposure, cuped: bool):
+    """One row per user seen in the experiment period in exactly one variant: in-period
+    sums and, for CUPED, the same sums over the pre-period."""
+    pre = per_exposure.day < 0
+    aggs = {name: per_exposure[name].sum(where=~pre) for name in BASE}
+    if cuped:
+        aggs |= {f"pre_{name}": per_exposure[name].sum(where=pre) for name in BASE}
+    u = per_exposure.group_by("user_id").aggregate(
+        n_variants=per_exposure.variant.nunique(), variant=per_exposure.variant.max(), **aggs
+    )
+    u = u.mutate(**{c: u[c].fill_null(0) for c in aggs})
+    return u
+
+
+def tt_metrics(cuped: bool, names: list[str], **kw):
+    import tea_tasting as tt
+
+    out = {}
+    for name in names:
+        num, den = METRIC_DEFS[name]
+        cov_num = f"pre_{num}" if cuped else None
+        cov_den = f"pre_{den}" if cuped and den else None
+        if den is None:
+            out[name] = tt.Mean(num, cov_num, **kw)
+        else:
+            out[name] = tt.RatioOfMeans(num, den, cov_num, cov_den, **kw)
+    return out
+
+
+def aggr_cols(metrics: dict) -> Any:
+    import tea_tasting.metrics as ttm
+
+    cols = ttm.AggrCols()
+    for m in metrics.values():
+        cols |= m.aggr_cols
+    return cols
+
+
+# --------------------------------------------------------------------------- propensities
+
+
+def estimate_propensities(con, exp: ExperimentConfig, opts: Options, k: int = DEFAULT_K) -> dict[str, Any]:
+    """Relative examination propensity of each position, estimated from the logs by
+    intervention harvesting (Agarwal, Zaitsev, Wang, Li, Najork and Joachims, WSDM 2019,
+    "Estimating Position Bias without Intrusive Interventions"): the same document for
+    the same query shown at position 1 by some exposures and at position k by others
+    (different variants rank it differently) gives p_k / p_1 as the ratio of its click
+    rates; pairs are weighted by the harmonic mean of their impressions. Positions with
+    too little overlap fall back to the ratio of raw click rates (biased by relevance,
+    reported as such). DuckDB only: on other engines pass the propensities."""
+    _, start, end = window(exp, opts)
+    n_exposures = con.execute(
+        "SELECT count(*) FROM exposures WHERE experiment_id = ? AND ts >= ? AND ts < ?",
+        [exp.experiment_id, start, end],
+    ).fetchall()[0][0]
+    modulus = max(1, math.ceil(n_exposures / max(opts.propensity_sample, 1)))
+    rows = con.execute(
+        """
+        WITH e AS (
+            SELECT event_id, query_id, doc_ids FROM exposures
+            WHERE experiment_id = ? AND ts >= ? AND ts < ? AND query_id IS NOT NULL
+              AND hash(event_id) % ? = 0
+        ),
+        imp AS (
+            SELECT event_id, query_id, unnest(doc_ids[1:?]) AS doc_id, generate_subscripts(doc_ids[1:?], 1) AS pos FROM e
+        ),
+        clk AS (
+            SELECT DISTINCT i.exposure_id AS event_id, i.position AS pos FROM interactions i
+            WHERE i.kind = 'click' AND i.exposure_id IN (SELECT event_id FROM e)
+        ),
+        agg AS (
+            SELECT query_id, doc_id, pos, count(*) AS n, count(clk.event_id) AS c
+            FROM imp LEFT JOIN clk USING (event_id, pos) GROUP BY ALL
+        ),
+        harvested AS (
+            SELECT b.pos, sum(a.n * b.n / (a.n + b.n)) AS support,
+                   sum(a.n * b.n / (a.n + b.n) * b.c / b.n) / nullif(sum(a.n * b.n / (a.n + b.n) * a.c / a.n), 0) AS ratio
+            FROM agg a JOIN agg b ON a.query_id = b.query_id AND a.doc_id = b.doc_id AND a.pos = 1 AND b.pos > 1
+            GROUP BY b.pos
+        ),
+        naive AS (
+            SELECT pos, sum(c) / sum(n) AS ctr FROM agg GROUP BY pos
+        )
+        SELECT n.pos, h.ratio, h.support, n.ctr / nullif((SELECT ctr FROM naive WHERE pos = 1), 0)
+        FROM naive n LEFT JOIN harvested h USING (pos) ORDER BY n.pos
+        """,
+        [exp.experiment_id, start, end, modulus, k, k],
+    ).fetchall()
+    values, sources = [], []
+    for pos, ratio, support, naive in rows:
+        if pos == 1:
+            values.append(1.0)
+            sources.append("reference")
+        elif ratio is not None and support is not None and support >= 30 and ratio > 0:
+            values.append(float(min(max(ratio, 1e-3), 1.0)))
+            sources.append("harvested")
+        elif naive is not None and naive > 0:
+            values.append(float(min(max(naive, 1e-3), 1.0)))
+            sources.append("naive")
+        else:
+            values.append(values[-1] if values else 1.0)
+            sources.append("carried")
+    if not values:
+        values, sources = [1.0 / p for p in range(1, k + 1)], ["default"] * k
+    return {"values": values, "sources": sources, "sampled_every": modulus}
+
+
+# --------------------------------------------------------------------------- moments
+
+
+def _moment_exprs(t, cols: list[str], pairs: list[tuple[str, str]], prefix: str = ""):
+    out = {"_n": t[f"{prefix}_one"].sum() if prefix else t.count()}
+    for c in cols:
+        out[f"s__{c}"] = t[f"{prefix}{c}"].cast("float64").sum()
+    for a, b in pairs:
+        out[f"p__{a}__{b}"] = (t[f"{prefix}{a}__{b}"] if prefix else t[a].cast("float64") * t[b].cast("float64")).sum()
+    return out
+
+
+def _pairs(cols: Any) -> tuple[list[str], list[tuple[str, str]]]:
+    cols_ = sorted(set(cols.mean_cols) | set(cols.var_cols) | {c for p in cols.cov_cols for c in p})
+    pairs = sorted({(c, c) for c in cols.var_cols} | {tuple(sorted(p)) for p in cols.cov_cols})
+    return cols_, pairs
+
+
+def aggregates_from_moments(n: float, sums: dict, prods: dict, cols: list[str], pairs: list[tuple[str, str]]):
+    """tea-tasting Aggregates (count, means, sample variances and covariances) from raw
+    moments computed in the engine."""
+    import tea_tasting.aggr as tta
+
+    n = int(round(n))
+    mean = {c: (sums[c] / n if n else math.nan) for c in cols}
+
+    def comoment(a: str, b: str) -> float:
+        if n < 2:
+            return math.nan
+        return (prods[(a, b)] - n * mean[a] * mean[b]) / (n - 1)
+
+    var = {a: max(comoment(a, a), 0.0) for a, b in pairs if a == b}
+    cov = {(a, b): comoment(a, b) for a, b in pairs if a != b}
+    return tta.Aggregates(count_=n, mean_=mean, var_=var, cov_=cov)
+
+
+def daily_moments(per_exposure, users, cols: list[str], pairs: list[tuple[str, str]], cuped: bool):
+    """Per (variant, day): the moments of each day's own per-user values, and the
+    increments of the moments of the cumulative per-user values (summed over days they
+    give the moments of everything up to that day: a difference array, one pass)."""
+    import ibis
+
+    inperiod = per_exposure.filter(per_exposure.day >= 0)
+    ud = inperiod.group_by(["user_id", "variant", "day"]).aggregate(**{b: inperiod[b].sum() for b in BASE})
+    keep = users.filter(users.n_variants == 1).select("user_id", *[c for c in users.columns if c.startswith("pre_")])
+    ud = ud.join(keep, "user_id")
+    base_cols = [c for c in cols if not c.startswith("pre_")]
+    cov_cols = [c for c in cols if c.startswith("pre_")]
+    # the day's own values (no covariates)
+    own_pairs = [(a, b) for a, b in pairs if not a.startswith("pre_") and not b.startswith("pre_")]
+    daily = ud.group_by(["variant", "day"]).aggregate(**_moment_exprs(ud, base_cols, own_pairs))
+    # cumulative values: cum_x at this row, prev_x at the user's previous active day
+    w = ibis.cumulative_window(group_by="user_id", order_by="day")
+    cum = ud.mutate(_rn=ibis.row_number().over(w), **{f"cum_{c}": ud[c].sum().over(w) for c in base_cols})
+    first = cum._rn == 0
+    cur = {c: cum[f"cum_{c}"].cast("float64") for c in base_cols}
+    prev = {c: (cum[f"cum_{c}"] - cum[c]).cast("float64") for c in base_cols}
+    for c in cov_cols:  # constant per user: enters the moments at the user's first day
+        cur[c] = cum[c].cast("float64")
+        prev[c] = ibis.ifelse(first, 0.0, cum[c].cast("float64"))
+    deltas = {"d__one": first.cast("int64")}
+    for c in cols:
+        deltas[f"d__{c}"] = cur[c] - prev[c]
+    for a, b in pairs:
+        deltas[f"d__{a}__{b}"] = cur[a] * cur[b] - prev[a] * prev[b]
+    cum = cum.select("variant", "day", **deltas)
+    agg = {"_n": cum.d__one.sum()}
+    agg |= {f"s__{c}": cum[f"d__{c}"].sum() for c in cols}
+    agg |= {f"p__{a}__{b}": cum[f"d__{a}__{b}"].sum() for a, b in pairs}
+    increments = cum.group_by(["variant", "day"]).aggregate(**agg)
+    return daily, increments
+
+
+def _rows_to_aggregates(rows: list[dict], cols, pairs, cumulative: bool) -> dict[int, dict[str, Any]]:
+    """{day: {variant: Aggregates}}; cumulative rows are summed over days first."""
+    by_variant: dict[str, dict[int, dict]] = {}
+    for r in rows:
+        by_variant.setdefault(r["variant"], {})[int(r["day"])] = r
+    days = sorted({int(r["day"]) for r in rows})
+    out: dict[int, dict[str, Any]] = {d: {} for d in days}
+    for variant, per_day in by_variant.items():
+        running = None
+        for d in days:
+            r = per_day.get(d)
+            if cumulative:
+                if r is not None:
+                    vec = [r["_n"] or 0] + [r[f"s__{c}"] or 0 for c in cols] + [r[f"p__{a}__{b}"] or 0 for a, b in pairs]
+                    running = vec if running is None else [x + y for x, y in zip(running, vec, strict=True)]
+                vec = running
+            else:
+                vec = None if r is None else [r["_n"] or 0] + [r[f"s__{c}"] or 0 for c in cols] + [r[f"p__{a}__{b}"] or 0 for a, b in pairs]
+            if vec is None or vec[0] < 2:
+                continue
+            sums = dict(zip(cols, vec[1 : 1 + len(cols)], strict=True))
+            prods = dict(zip(pairs, vec[1 + len(cols) :], strict=True))
+            out[d][variant] = aggregates_from_moments(vec[0], sums, prods, cols, pairs)
+    return out
+
+
+# --------------------------------------------------------------------------- analysis
+
+
+def _clean(x: Any) -> Any:
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    if hasattr(x, "item"):
+        return _clean(x.item())
+    return x
+
+
+def analyze(backend, exp: ExperimentConfig, opts: Options, *, duckdb_con=None) -> dict[str, Any]:
+    """Run the whole analysis; returns the body of an ``ab-analysis`` result."""
+    import scipy.stats
+    import tea_tasting as tt
+    import tea_tasting.aggr as tta
+    from statsmodels.stats.multitest import multipletests
+
+    from harness.ab.sequential import confidence_sequence
+
+    names = [m for m in METRICS if m in opts.metrics]
+    if opts.propensities:
+        props = {"values": [float(p) for p in opts.propensities], "sources": ["given"] * len(opts.propensities)}
+        if any(not (0 < p <= 1) for p in props["values"]):
+            raise HarnessError("--propensity values must be in (0, 1]")
+    elif duckdb_con is not None:
+        props = estimate_propensities(duckdb_con, exp, opts)
+    else:
+        props = {"values": [1.0 / p for p in range(1, DEFAULT_K + 1)], "sources": ["default 1/k"] * DEFAULT_K}
+
+    per_exposure = exposure_table(backend, exp, opts, props["values"])
+    users_all = user_table(per_exposure, cuped=opts.cuped)
+    users = users_all.filter((users_all.n_variants == 1) & (users_all.queries > 0))
+
+    quality = users_all.aggregate(
+        users=users_all.count(),
+        users_in_several_variants=(users_all.n_variants > 1).cast("int64").sum(),
+        pre_period_only_users=(users_all.queries == 0).cast("int64").sum(),
+        users_with_pre_period=(users_all[f"pre_queries"] > 0).cast("int64").sum() if opts.cuped else users_all.count() * 0,
+    ).to_pyarrow().to_pylist()[0]
+    has_pre = opts.cuped and (quality["users_with_pre_period"] or 0) > 0
+    metrics = tt_metrics(has_pre, names)
+    cols = aggr_cols(metrics)
+    aggregates = tta.read_aggregates(
+        users, "variant", has_count=True, mean_cols=cols.mean_cols, var_cols=cols.var_cols, cov_cols=cols.cov_cols
+    )
+    missing = [v for v in exp.variants if v not in aggregates]
+    if exp.control in missing:
+        raise HarnessError(f"no users in the control variant {exp.control!r}: nothing to compare with")
+    if len(aggregates) < 2:
+        raise HarnessError(f"only variant(s) {', '.join(aggregates)} have users: nothing to compare")
+
+    # sample-ratio mismatch: chi-square over all variants against the traffic split
+    counts = [aggregates[v].count() if v in aggregates else 0 for v in exp.variants]
+    total = sum(counts)
+    expected = [total * s for s in exp.traffic_split]
+    chi2, srm_p = scipy.stats.chisquare(counts, expected)
+    srm = {
+        "users": dict(zip(exp.variants, counts, strict=True)),
+        "expected_share": dict(zip(exp.variants, exp.traffic_split, strict=True)),
+        "chi2": float(chi2),
+        "pvalue": float(srm_p),
+        "threshold": 0.001,
+        "mismatch": bool(srm_p < 0.001),
+    }
+
+    variants_out = {}
+    for v in exp.variants:
+        if v not in aggregates:
+            continue
+        a = aggregates[v]
+        values = {}
+        for name in names:
+            num, den = METRIC_DEFS[name]
+            values[name] = _clean(a.mean(num) / (a.mean(den) if den else 1))
+        variants_out[v] = {"users": a.count(), "queries": _clean(a.mean("queries") * a.count()), "metrics": values}
+
+    experiment = tt.Experiment(metrics, variant="variant")
+    results = experiment.analyze(aggregates, control=exp.control, all_variants=True)
+    treatments = [v for v in exp.variants if v != exp.control and v in aggregates]
+    horizon = opts.horizon_days or (exp.end - exp.start).days if exp.end else (opts.horizon_days or 14)
+
+    effects: list[dict[str, Any]] = []
+    for t in treatments:
+        res = results[(exp.control, t)]
+        rows = []
+        for name in names:
+            row = {"treatment": t, "metric": name, "direction": METRIC_DIRECTION[name]} | _values(res[name])
+            # power: users needed (both arms together) to detect the relative lift opts.mde
+            try:
+                pm = tt_metrics(has_pre, [name], rel_effect_size=opts.mde, ratio=aggregates[t].count() / aggregates[exp.control].count())[name]
+                need = pm.solve_power_from_aggregates(aggregates[exp.control] + aggregates[t], "n_obs")[0].n_obs
+                row["power"] = {"rel_effect_size": opts.mde, "power": pm.power, "alpha": pm.alpha, "users_needed": int(need)}
+            except Exception as exc:  # solve_power cannot bracket a solution (e.g. zero variance)
+                row["power"] = {"rel_effect_size": opts.mde, "error": str(exc)}
+            rows.append(row)
+        pvals = [r["pvalue"] if r["pvalue"] is not None else 1.0 for r in rows]
+        holm = multipletests(pvals, alpha=opts.alpha, method="holm")[1]
+        for r, p in zip(rows, holm, strict=True):
+            r["pvalue_holm"] = float(p)
+        effects.extend(rows)
+
+    if opts.bootstrap:
+        _bootstrap(users, exp, opts, effects, has_pre)
+
+    daily_out: list[dict[str, Any]] = []
+    cumulative_out: list[dict[str, Any]] = []
+    sequential_meta: dict[str, Any] = {
+        "method": "normal-mixture mSPRT confidence sequence (Johari et al. 2017; Howard et al. 2021)",
+        "alpha": opts.alpha,
+        "horizon_days": horizon,
+        "tau2": {},
+    }
+    if opts.daily:
+        cols_list, pairs = _pairs(cols)
+        daily_t, inc_t = daily_moments(per_exposure, users_all, cols_list, pairs, has_pre)
+        own_cols = [c for c in cols_list if not c.startswith("pre_")]
+        own_pairs = [(a, b) for a, b in pairs if not a.startswith("pre_") and not b.startswith("pre_")]
+        daily_aggr = _rows_to_aggregates(daily_t.to_pyarrow().to_pylist(), own_cols, own_pairs, cumulative=False)
+        cum_aggr = _rows_to_aggregates(inc_t.to_pyarrow().to_pylist(), cols_list, pairs, cumulative=True)
+        plain = tt_metrics(False, names)
+        normal = tt_metrics(has_pre, names, use_t=False)
+        z = scipy.stats.norm.ppf(1 - opts.alpha / 2)
+        for t in treatments:
+            for day, by_v in sorted(daily_aggr.items()):
+                if exp.control not in by_v or t not in by_v:
+                    continue
+                for name in names:
+                    r = plain[name].analyze_aggregates(by_v[exp.control], by_v[t])
+                    daily_out.append(
+                        {"treatment": t, "metric": name, "day": day, "users_control": by_v[exp.control].count(),
+                         "users_treatment": by_v[t].count()} | _values(r)
+                    )
+            for name in names:
+                series = []
+                for day, by_v in sorted(cum_aggr.items()):
+                    if exp.control not in by_v or t not in by_v:
+                        continue
+                    r = normal[name].analyze_aggregates(by_v[exp.control], by_v[t])
+                    var = ((r.effect_size_ci_upper - r.effect_size_ci_lower) / (2 * z)) ** 2
+                    series.append((day, by_v[exp.control].count() + by_v[t].count(), r, var))
+                points, tau2 = confidence_sequence(
+                    [s[0] for s in series], [s[2].effect_size for s in series], [s[3] for s in series],
+                    alpha=opts.alpha, horizon_days=horizon,
+                )
+                sequential_meta["tau2"][f"{t}/{name}"] = _clean(tau2)
+                for (day, n_users, r, _), point in zip(series, points, strict=True):
+                    cumulative_out.append(
+                        {"treatment": t, "metric": name, "day": day, "users": n_users,
+                         "control_value": _clean(r.control), "treatment_value": _clean(r.treatment),
+                         "effect_size": _clean(r.effect_size), "ci_lower": _clean(r.effect_size_ci_lower),
+                         "ci_upper": _clean(r.effect_size_ci_upper), "pvalue": _clean(r.pvalue)}
+                        | {k: _clean(v) for k, v in point.to_json().items() if k not in ("day", "effect_size")}
+                    )
+                # the sequential result at the last look, with the days still needed
+                last = next((e for e in effects if e["treatment"] == t and e["metric"] == name), None)
+                if last is not None and points:
+                    p = points[-1]
+                    last |= {"seq_ci_lower": _clean(p.ci_lower), "seq_ci_upper": _clean(p.ci_upper), "seq_pvalue": _clean(p.pvalue)}
+                    users_by_day = [(s[0], s[1]) for s in series]
+                    last["power"]["days_needed"] = _days_needed(users_by_day, last["power"].get("users_needed"))
+        for t in treatments:
+            rows = [e for e in effects if e["treatment"] == t and "seq_pvalue" in e]
+            if rows:
+                holm = multipletests([r["seq_pvalue"] for r in rows], alpha=opts.alpha, method="holm")[1]
+                for r, p in zip(rows, holm, strict=True):
+                    r["seq_pvalue_holm"] = float(p)
+
+    _, start, end = window(exp, opts)
+    return {
+        "experiment": exp.to_json(),
+        "analysis_window": {"start": start.isoformat(), "end": end.isoformat()},
+        "options": {
+            "dwell_threshold": opts.dwell_threshold, "alpha": opts.alpha, "mde": opts.mde,
+            "cuped": has_pre, "bootstrap": opts.bootstrap, "metrics": names,
+        },
+        "data_quality": {k: _clean(v) for k, v in quality.items()},
+        "srm": srm,
+        "propensities": props,
+        "variants": variants_out,
+        "effects": effects,
+        "daily": daily_out,
+        "cumulative": cumulative_out,
+        "sequential": sequential_meta,
+    }
+
+
+def _values(result) -> dict[str, Any]:
+    """A tea-tasting result as JSON numbers, ``control``/``treatment`` renamed to
+    ``control_value``/``treatment_value``."""
+    out = {}
+    for k, v in result._asdict().items():
+        out[{"control": "control_value", "treatment": "treatment_value"}.get(k, k)] = _clean(v)
+    return out
+
+
+def _days_needed(users_by_day: list[tuple[int, int]], users_needed: int | None) -> int | None:
+    """Days still needed to reach ``users_needed`` at the recent rate of new users."""
+    if users_needed is None or not users_by_day:
+        return None
+    now = users_by_day[-1][1]
+    if now >= users_needed:
+        return 0
+    recent = users_by_day[-4:]
+    if len(recent) < 2:
+        rate = now / (users_by_day[-1][0] + 1)
+    else:
+        rate = (recent[-1][1] - recent[0][1]) / max(recent[-1][0] - recent[0][0], 1)
+    if rate <= 0:
+        return None
+    return math.ceil((users_needed - now) / rate)
+
+
+def _bootstrap(users, exp, opts, effects, has_pre) -> None:
+    """tea-tasting's bootstrap of the primary metric's ratio over users (granular per-user
+    rows are read, never raw events)."""
+    import numpy as np
+    import tea_tasting as tt
+
+    name = exp.primary_metric
+    num, den = METRIC_DEFS[name]
+    cols = [num, den] if den else [num]
+
+    def ratio(x, axis):
+        if den:
+            return np.mean(x[0], axis=axis) / np.mean(x[1], axis=axis)
+        return np.mean(x, axis=axis)
+
+    metric = tt.Bootstrap(cols if den else num, ratio if den else np.mean, n_resamples=opts.bootstrap, rng=opts.seed, method="percentile")
+    res = tt.Experiment({name: metric}).analyze(users.select("variant", *cols), control=exp.control, all_variants=True)
+    for (c, t), r in res.items():
+        b = r[name]
+        for e in effects:
+            if e["treatment"] == t and e["metric"] == name:
+                e["bootstrap"] = {
+                    "resamples": opts.bootstrap,
+                    "effect_size_ci_lower": _clean(b.effect_size_ci_lower),
+                    "effect_size_ci_upper": _clean(b.effect_size_ci_upper),
+                }
