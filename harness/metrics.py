@@ -61,6 +61,36 @@ def per_query(
     return {metric: results[metric] for metric in metrics}
 
 
+RECALL_CURVE_CUTOFFS = (1, 3, 5, 10, 20, 50, 100)
+
+
+def recall_curve(qrels: dict[str, dict[str, int]], run: dict[str, dict[str, float]]) -> dict[str, float]:
+    """Mean recall@k for the cut-offs of a recall curve (k as a string key, for JSON)."""
+    import statistics
+
+    scores = per_query(qrels, run, [f"recall@{k}" for k in RECALL_CURVE_CUTOFFS])
+    return {str(k): statistics.fmean(scores[f"recall@{k}"].values()) for k in RECALL_CURVE_CUTOFFS}
+
+
+def mean_intervals(per_metric: dict[str, dict[str, float]], confidence: float = 0.95, seed: int = 0) -> dict[str, list[float]]:
+    """95% percentile-bootstrap interval of each metric's mean over queries (scipy)."""
+    import numpy as np
+    from scipy.stats import bootstrap
+
+    intervals = {}
+    for metric, scores in per_metric.items():
+        values = np.fromiter(scores.values(), dtype=float)
+        if len(values) < 2 or np.all(values == values[0]):
+            intervals[metric] = [float(values.mean()), float(values.mean())]
+            continue
+        ci = bootstrap(
+            (values,), np.mean, confidence_level=confidence, n_resamples=2000, method="percentile",
+            random_state=np.random.default_rng(seed),
+        ).confidence_interval
+        intervals[metric] = [float(ci.low), float(ci.high)]
+    return intervals
+
+
 def judged_at_k(qrels: dict[str, dict[str, int]], run: dict[str, dict[str, float]], k: int) -> dict[str, float]:
     """Share of the top k that carry any judgement (graded 0 included).
 

@@ -12,7 +12,9 @@ Schema (``schema_version`` 1), as JSON::
                       latency: {p50_ms, p95_ms, mean_ms}, run_files: {split: path}}],
       "suites": [{name, kind, split, query_ids, excluded: {reason: count},
                   aggregates: {spec: {metric: mean}},
-                  per_query: {spec: {metric: {query_id: score}}}, details: {...}}],
+                  per_query: {spec: {metric: {query_id: score}}},
+                  intervals: {spec: {metric: [low, high]}}   (95% bootstrap CI of the mean),
+                  recall_curve: {spec: {k: mean recall@k}}, details: {...}}],
       "queries": {query_id: text}
     }
 
@@ -51,6 +53,8 @@ class SuiteResult:
     per_query: dict[str, dict[str, dict[str, float]]]
     aggregates: dict[str, dict[str, float]] = field(default_factory=dict)
     details: dict[str, Any] = field(default_factory=dict)
+    intervals: dict[str, dict[str, list[float]]] = field(default_factory=dict)
+    recall_curve: dict[str, dict[str, float]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not self.aggregates:

@@ -91,10 +91,15 @@ class QuerySelectionSuite(Suite):
         query_ids, excluded = self.select(context)
         excluded = {"unjudged": len(split.unjudged_query_ids), **excluded}
         qrels = split.restricted_to(query_ids)
-        per_query = {
-            spec: metric_lib.per_query(qrels, context.run(spec, self.split).scores, context.metrics)
-            for spec in context.retrievers
-        }
+        runs = {spec: context.run(spec, self.split).scores for spec in context.retrievers}
+        per_query = {spec: metric_lib.per_query(qrels, run, context.metrics) for spec, run in runs.items()}
         return SuiteResult(
-            name=self.name, kind=self.kind, split=self.split, query_ids=list(qrels), excluded=excluded, per_query=per_query
+            name=self.name,
+            kind=self.kind,
+            split=self.split,
+            query_ids=list(qrels),
+            excluded=excluded,
+            per_query=per_query,
+            intervals={spec: metric_lib.mean_intervals(scores) for spec, scores in per_query.items()},
+            recall_curve={spec: metric_lib.recall_curve(qrels, run) for spec, run in runs.items()},
         )

@@ -40,6 +40,10 @@ def test_result_holds_per_query_scores_slices_and_provenance(tiny_dataset: Path,
     assert heldout.aggregates["bm25"]["ndcg@10"] == pytest.approx(
         sum(heldout.per_query["bm25"]["ndcg@10"].values()) / 5
     )
+    low, high = heldout.intervals["bm25"]["ndcg@10"]
+    assert low <= heldout.aggregates["bm25"]["ndcg@10"] <= high
+    curve = heldout.recall_curve["bm25"]
+    assert list(curve) == ["1", "3", "5", "10", "20", "50", "100"] and curve["1"] <= curve["10"] <= curve["100"]
     data = json.loads((out / "result.json").read_text())
     assert data["schema_version"] == 1 and data["kind"] == "eval"
     assert data["provenance"]["seed"] == 7 and "ranx" in data["provenance"]["libraries"]
