@@ -108,46 +108,54 @@ def exposure_table(backend, exp: ExperimentConfig, opts: Options, propensities: 
         day=((e.ts.epoch_seconds() - e._start_ts.epoch_seconds()) // 86400).cast("int64"),
     )
     props = _mt({"position": list(range(1, len(propensities) + 1)), "_prop": [float(p) for p in propensities]})
-    i = interactions.join(
-        e.select(exposure_id=e.event_id, n_docs=e.n_docs, _dwell=e._dwell, _end_ts=e._end_ts), "exposure_id"
-    )
-    i = i.filter((i.position >= 1) & (i.position <= i.n_docs), i.ts < i._end_ts + ibis.interval(days=1))
-    i = i.left_join(props, "position")
+    # interactions are reduced per exposure first (one hash aggregation), then joined
+    i = interactions.filter(interactions.position >= 1).left_join(props, "position")
     is_click = i.kind == "click"
     per = i.group_by(i.exposure_id).aggregate(
         n_clicks=is_click.cast("int64").sum(),
         first_pos=i.position.min(where=is_click),
-        success=(is_click & (i.dwell_s.fill_null(0) >= i._dwell)).cast("int64").max(),
+        last_pos=i.position.max(),
+        dwell_max=i.dwell_s.max(where=is_click),
+        last_ts=i.ts.max(),
         converted=(i.kind == "conversion").cast("int64").max(),
         ipw=(1.0 / i._prop).sum(where=is_click & i._prop.notnull()),
     )
     j = e.left_join(per, e.event_id == per.exposure_id)
-    n_clicks = j.n_clicks.fill_null(0)
+    # a click beyond the ranking shown (never stored by ingest when the exposure was known,
+    # but possible for interactions that arrived first) voids the exposure's clicks
+    valid = j.n_clicks.notnull() & (j.last_pos <= j.n_docs)
+    n_clicks = ibis.ifelse(valid, j.n_clicks, 0)
     return j.select(
-        "event_id",
         "user_id",
         "variant",
         "day",
         queries=ibis.literal(1, "int64"),
         clicked=(n_clicks > 0).cast("int64"),
         clicks=n_clicks,
-        successes=j.success.fill_null(0),
-        rr=ibis.ifelse(j.first_pos.isnull(), 0.0, 1.0 / j.first_pos.cast("float64")),
+        successes=ibis.ifelse(valid & (j.dwell_max >= j._dwell), 1, 0),
+        rr=ibis.ifelse(valid & j.first_pos.notnull(), 1.0 / j.first_pos.cast("float64"), 0.0),
         abandoned=(n_clicks == 0).cast("int64"),
-        ipw_clicks=j.ipw.fill_null(0.0),
-        conversions=j.converted.fill_null(0),
+        ipw_clicks=ibis.ifelse(valid, j.ipw.fill_null(0.0), 0.0),
+        conversions=ibis.ifelse(valid, j.converted.fill_null(0), 0),
     )
 
 
-def user_table(per_exposure, cuped: bool):
-    """One row per user seen in the experiment period in exactly one variant: in-period
-    sums and, for CUPED, the same sums over the pre-period."""
-    pre = per_exposure.day < 0
-    aggs = {name: per_exposure[name].sum(where=~pre) for name in BASE}
+def user_day_table(per_exposure):
+    """Per (user, variant, day) sums: the one table the rest of the analysis reads."""
+    return per_exposure.group_by(["user_id", "variant", "day"]).aggregate(
+        **{b: per_exposure[b].sum() for b in BASE}
+    )
+
+
+def user_table(user_day, cuped: bool):
+    """One row per user: in-period sums and, for CUPED, the same sums over the
+    pre-period; ``n_variants`` > 1 marks users seen in several variants."""
+    pre = user_day.day < 0
+    aggs = {name: user_day[name].sum(where=~pre) for name in BASE}
     if cuped:
-        aggs |= {f"pre_{name}": per_exposure[name].sum(where=pre) for name in BASE}
-    u = per_exposure.group_by("user_id").aggregate(
-        n_variants=per_exposure.variant.nunique(), variant=per_exposure.variant.max(), **aggs
+        aggs |= {f"pre_{name}": user_day[name].sum(where=pre) for name in BASE}
+    u = user_day.group_by("user_id").aggregate(
+        n_variants=user_day.variant.nunique(), variant=user_day.variant.max(), **aggs
     )
     u = u.mutate(**{c: u[c].fill_null(0) for c in aggs})
     return u
@@ -282,14 +290,13 @@ def aggregates_from_moments(n: float, sums: dict, prods: dict, cols: list[str], 
     return tta.Aggregates(count_=n, mean_=mean, var_=var, cov_=cov)
 
 
-def daily_moments(per_exposure, users, cols: list[str], pairs: list[tuple[str, str]], cuped: bool):
+def daily_moments(user_day, users, cols: list[str], pairs: list[tuple[str, str]], cuped: bool):
     """Per (variant, day): the moments of each day's own per-user values, and the
     increments of the moments of the cumulative per-user values (summed over days they
     give the moments of everything up to that day: a difference array, one pass)."""
     import ibis
 
-    inperiod = per_exposure.filter(per_exposure.day >= 0)
-    ud = inperiod.group_by(["user_id", "variant", "day"]).aggregate(**{b: inperiod[b].sum() for b in BASE})
+    ud = user_day.filter(user_day.day >= 0)
     keep = users.filter(users.n_variants == 1).select("user_id", *[c for c in users.columns if c.startswith("pre_")])
     ud = ud.join(keep, "user_id")
     base_cols = [c for c in cols if not c.startswith("pre_")]
@@ -376,7 +383,8 @@ def analyze(backend, exp: ExperimentConfig, opts: Options, *, duckdb_con=None) -
         props = {"values": [1.0 / p for p in range(1, DEFAULT_K + 1)], "sources": ["default 1/k"] * DEFAULT_K}
 
     per_exposure = exposure_table(backend, exp, opts, props["values"])
-    users_all = user_table(per_exposure, cuped=opts.cuped)
+    user_day = _materialize(backend, user_day_table(per_exposure))
+    users_all = user_table(user_day, cuped=opts.cuped)
     users = users_all.filter((users_all.n_variants == 1) & (users_all.queries > 0))
 
     quality = users_all.aggregate(
@@ -435,7 +443,7 @@ def analyze(backend, exp: ExperimentConfig, opts: Options, *, duckdb_con=None) -
             row = {"treatment": t, "metric": name, "direction": METRIC_DIRECTION[name]} | _values(res[name])
             # power: users needed (both arms together) to detect the relative lift opts.mde
             try:
-                pm = tt_metrics(has_pre, [name], rel_effect_size=opts.mde, ratio=aggregates[t].count() / aggregates[exp.control].count())[name]
+                pm = tt_metrics(has_pre, [name], use_t=False, rel_effect_size=opts.mde, ratio=aggregates[t].count() / aggregates[exp.control].count())[name]
                 need = pm.solve_power_from_aggregates(aggregates[exp.control] + aggregates[t], "n_obs")[0].n_obs
                 row["power"] = {"rel_effect_size": opts.mde, "power": pm.power, "alpha": pm.alpha, "users_needed": int(need)}
             except Exception as exc:  # solve_power cannot bracket a solution (e.g. zero variance)
@@ -460,7 +468,7 @@ def analyze(backend, exp: ExperimentConfig, opts: Options, *, duckdb_con=None) -
     }
     if opts.daily:
         cols_list, pairs = _pairs(cols)
-        daily_t, inc_t = daily_moments(per_exposure, users_all, cols_list, pairs, has_pre)
+        daily_t, inc_t = daily_moments(user_day, users_all, cols_list, pairs, has_pre)
         own_cols = [c for c in cols_list if not c.startswith("pre_")]
         own_pairs = [(a, b) for a, b in pairs if not a.startswith("pre_") and not b.startswith("pre_")]
         daily_aggr = _rows_to_aggregates(daily_t.to_pyarrow().to_pylist(), own_cols, own_pairs, cumulative=False)
@@ -530,6 +538,17 @@ def analyze(backend, exp: ExperimentConfig, opts: Options, *, duckdb_con=None) -
         "cumulative": cumulative_out,
         "sequential": sequential_meta,
     }
+
+
+def _materialize(backend, expr):
+    """Compute ``expr`` once into a temporary table of the engine (DuckDB, Spark, ...)."""
+    import uuid
+
+    name = f"_ab_{uuid.uuid4().hex[:12]}"
+    try:
+        return backend.create_table(name, expr, temp=True)
+    except Exception:  # an engine without temporary tables: keep the expression
+        return expr
 
 
 def _values(result) -> dict[str, Any]:
