@@ -273,8 +273,8 @@ def _json_type_check() -> str:
 def _json_list(name: str) -> str:
     path = f"'$.\"{name}\"'"
     ok = (
-        f"(json_type(raw, {path}) = 'ARRAY' AND list_bool_and(list_transform(coalesce(json_type(raw, '$.\"{name}\"[*]'), []), "
-        f"lambda t: t IN ('VARCHAR', 'BIGINT', 'UBIGINT'))))"
+        f"(json_type(raw, {path}) = 'ARRAY' AND coalesce(list_bool_and(list_transform(coalesce(json_type(raw, '$.\"{name}\"[*]'), []), "
+        f"lambda t: t IN ('VARCHAR', 'BIGINT', 'UBIGINT'))), true))"
     )
     return (
         f"CASE WHEN {ok} THEN TRY_CAST(json_extract(raw, {path}) AS VARCHAR[]) END AS {name}, "
