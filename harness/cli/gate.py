@@ -1,0 +1,105 @@
+"""``harness gate``: decide from a TOML policy whether a candidate may be promoted."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+STYLES = {"pass": "green", "fail": "red", "inconclusive": "yellow"}
+
+
+@click.command("gate")
+@click.option("--policy", "policy_path", required=True, type=click.Path(path_type=Path), help="The gate policy (TOML).")
+@click.option("--out", type=click.Path(path_type=Path), help="Write OUT/gate.json, OUT/gate.md, OUT/junit.xml (and OUT/eval).")
+@click.option("--baseline", help="Override the policy's baseline spec.")
+@click.option("--candidate", help="Override the policy's candidate spec.")
+@click.option("--data", type=click.Path(path_type=Path), help="Override the policy's dataset folder.")
+@click.option("--max-queries", type=int, help="Judge on a seeded sample of at most this many queries per suite.")
+@click.option("--seed", type=int, help="Override the policy's seed.")
+@click.option("--cache", "cache_dir", type=click.Path(path_type=Path), envvar="HARNESS_CACHE",
+              help="Cache folder for embeddings and indexes (overrides the policy; or $HARNESS_CACHE).")
+def gate(policy_path, out, baseline, candidate, data, max_queries, seed, cache_dir):
+    """Run (or read) the evaluations a policy names and decide: pass, fail or inconclusive.
+
+    Exit code 0 when every check passes, 1 when any fails (do not promote), 2 when none
+    fails but one is inconclusive (hold; 0 if the policy sets inconclusive_blocks = false),
+    3 on any error, including a bad policy. Command-line overrides are recorded in the result.
+
+    \b
+    Example:
+      harness datasets demo --out data/demo
+      harness gate --policy examples/gate.toml --out out/gate
+      harness gate --policy examples/gate.toml --candidate "dense(dim=16)" --out out/gate-degraded
+      harness gate --policy examples/gate.toml --max-queries 20 --out out/gate-small
+    """
+    from harness import provenance
+    from harness.errors import HarnessError
+    from harness.gate import load_policy, obtain_result, run_gate
+    from reports.junit import write_gate_junit
+    from reports.markdown import gate_markdown, write_markdown
+
+    overrides = {"baseline": baseline, "candidate": candidate, "data": data, "max_queries": max_queries,
+                 "seed": seed, "cache": cache_dir}
+    policy = load_policy(policy_path, overrides)
+    try:
+        result = obtain_result(policy, out)
+        body = run_gate(policy, result)
+    except HarnessError as exc:
+        if out is not None:
+            _write_error(out, policy, str(exc))
+        raise
+    document = {"schema_version": 1, "kind": "gate", "provenance": provenance.collect(seed=policy.seed), **body}
+    print_gate(document)
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "gate.json").write_text(json.dumps(document, indent=1, default=str) + "\n", encoding="utf-8")
+        write_markdown(gate_markdown(document), out / "gate.md")
+        write_gate_junit(document, out / "junit.xml")
+        click.echo(f"wrote {out / 'gate.json'}, {out / 'gate.md'} and {out / 'junit.xml'}")
+    # sys.exit, not ctx.exit: the top-level group runs click in non-standalone mode, where
+    # click would swallow ctx.exit's code; SystemExit reaches the shell (and CliRunner) as is
+    sys.exit(document["exit_code"])
+
+
+def _write_error(out: Path, policy, message: str) -> None:
+    """Leave an error record where CI looks for the gate's outputs (the command still exits 3)."""
+    from xml.sax.saxutils import quoteattr
+
+    from harness import provenance
+
+    out.mkdir(parents=True, exist_ok=True)
+    document = {"schema_version": 1, "kind": "gate", "provenance": provenance.collect(seed=policy.seed),
+                "status": "error", "exit_code": 3, "error": message, "policy": policy.describe()}
+    (out / "gate.json").write_text(json.dumps(document, indent=1, default=str) + "\n", encoding="utf-8")
+    (out / "gate.md").write_text(f"## ❌ Promotion gate: error\n\n```\n{message}\n```\n\nAn error never passes.\n", encoding="utf-8")
+    (out / "junit.xml").write_text(
+        '<?xml version="1.0" encoding="UTF-8"?>\n<testsuite name="harness gate" tests="1" failures="0" errors="1">\n'
+        f'  <testcase classname="gate" name="evaluation"><error type="error" message={quoteattr(message)}/></testcase>\n'
+        "</testsuite>\n",
+        encoding="utf-8",
+    )
+
+
+def print_gate(document: dict[str, Any], console=None) -> None:
+    from rich.table import Table
+
+    from reports.terminal import make_console
+
+    console = console or make_console()
+    table = Table(title=f"gate: {document['candidate']} vs {document['baseline']}", title_justify="left")
+    table.add_column("status")
+    table.add_column("check", overflow="fold", max_width=50)
+    table.add_column("reason", overflow="fold")
+    for check in document["checks"]:
+        table.add_row(check["status"], check["name"], check["reason"], style=STYLES[check["status"]])
+    console.print(table)
+    counts = document["summary"]
+    console.print(
+        f"{document['status'].upper()} (exit {document['exit_code']}): {counts['pass']} passed, {counts['fail']} failed, "
+        f"{counts['inconclusive']} inconclusive",
+        style=STYLES[document["status"]],
+    )

@@ -1,0 +1,685 @@
+"""Paired statistics on per-query scores: the arithmetic behind ``harness compare`` and ``harness gate``.
+
+Every function here is pure: it takes per-query score vectors of a baseline and a
+candidate, aligned on the same query ids (``SuiteResult.per_query[spec][metric]``), and
+returns numbers. Array arguments may carry leading batch dimensions (``(..., n)``, the
+queries on the last axis), so the calibration simulations in ``bench/stats_calibration.py``
+and ``tests/test_stats.py`` run the very code the gate runs, thousands of data sets at once.
+
+What is computed, and by which library:
+
+* mean paired difference ``candidate - baseline`` and its confidence interval by the paired
+  bootstrap (``scipy.stats.bootstrap``, ``paired=True``, BCa, seeded);
+* a paired randomization (sign-flip) test (``scipy.stats.permutation_test`` with
+  ``permutation_type="samples"``, seeded; exact enumeration when ``2**n`` is within the
+  resample budget);
+* the effect size Cohen's d_z (mean difference / SD of differences; hand-written, see
+  :func:`effect_size`);
+* multiplicity correction, Holm (default) or Benjamini-Hochberg
+  (``statsmodels.stats.multitest.multipletests``);
+* the minimum detectable effect at 80 % power (``statsmodels.stats.power.TTestPower``);
+* win/tie/loss counts and the queries that moved most;
+* the quality/latency Pareto front of several arms.
+
+The gate's superiority test is the one-sided paired randomization test (see
+``docs/statistics.md`` for why, and for the calibration figures).
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any, Iterable, Sequence
+
+import numpy as np
+
+from harness.errors import HarnessError
+
+if TYPE_CHECKING:
+    from harness.results import EvalResult
+
+CORRECTIONS = {"holm": "holm", "bh": "fdr_bh", "none": None}
+ALTERNATIVES = ("two-sided", "greater", "less")
+TIE_TOLERANCE = 1e-9
+DEFAULT_RESAMPLES = 9999
+
+
+# --------------------------------------------------------------------------------------
+# Alignment
+# --------------------------------------------------------------------------------------
+
+
+def align(
+    baseline: dict[str, float], candidate: dict[str, float], query_ids: Iterable[str] | None = None
+) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """Pair two ``query id -> score`` maps on the queries both scored.
+
+    ``query_ids`` fixes the order (and restricts the set); queries missing from either map
+    are left out, so the pairing is always on the same queries.
+    """
+    order = list(query_ids) if query_ids is not None else sorted(baseline)
+    ids = [qid for qid in order if qid in baseline and qid in candidate]
+    b = np.array([baseline[qid] for qid in ids], dtype=float)
+    c = np.array([candidate[qid] for qid in ids], dtype=float)
+    return ids, b, c
+
+
+def sample_query_ids(query_ids: Sequence[str], max_queries: int | None, seed: int = 0) -> list[str]:
+    """A seeded sample of at most ``max_queries`` ids, kept in their original order."""
+    ids = list(query_ids)
+    if max_queries is None or max_queries >= len(ids):
+        return ids
+    if max_queries < 2:
+        raise HarnessError(f"max_queries must be at least 2, got {max_queries}")
+    rng = np.random.default_rng(seed)
+    keep = set(rng.choice(len(ids), size=max_queries, replace=False).tolist())
+    return [qid for i, qid in enumerate(ids) if i in keep]
+
+
+# --------------------------------------------------------------------------------------
+# Statistics over (..., n) arrays
+# --------------------------------------------------------------------------------------
+
+
+def _pair(baseline: Any, candidate: Any) -> tuple[np.ndarray, np.ndarray]:
+    b = np.asarray(baseline, dtype=float)
+    c = np.asarray(candidate, dtype=float)
+    if b.shape != c.shape:
+        raise HarnessError(f"paired scores differ in shape: {b.shape} vs {c.shape}")
+    if b.shape[-1] < 2:
+        raise HarnessError(f"a paired comparison needs at least 2 queries, got {b.shape[-1]}")
+    return b, c
+
+
+def mean_difference(baseline: Any, candidate: Any) -> np.ndarray | float:
+    """Mean of ``candidate - baseline`` over the last axis."""
+    b, c = _pair(baseline, candidate)
+    return _scalar(np.mean(c - b, axis=-1))
+
+
+def sd_difference(baseline: Any, candidate: Any) -> np.ndarray | float:
+    """Sample standard deviation (ddof=1) of the per-query differences."""
+    b, c = _pair(baseline, candidate)
+    return _scalar(np.std(c - b, axis=-1, ddof=1))
+
+
+def effect_size(baseline: Any, candidate: Any) -> np.ndarray | float:
+    """Cohen's d_z for paired data: mean difference / SD of differences.
+
+    Hand-written (no library in the environment offers it for paired samples); it follows
+    Cohen (1988), *Statistical Power Analysis for the Behavioral Sciences*, 2nd ed., §2.3.5,
+    and Lakens (2013), "Calculating and reporting effect sizes", Front. Psychol. 4:863, eq. 6.
+    0 when every difference is identical and zero; +-inf when they are identical and non-zero.
+    """
+    b, c = _pair(baseline, candidate)
+    d = c - b
+    mean = np.mean(d, axis=-1)
+    sd = np.std(d, axis=-1, ddof=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        dz = np.where(sd > 0, mean / np.where(sd > 0, sd, 1.0), np.where(np.abs(mean) > TIE_TOLERANCE, np.sign(mean) * np.inf, 0.0))
+    return _scalar(dz)
+
+
+def _mean_diff_statistic(b: np.ndarray, c: np.ndarray, axis: int = -1) -> np.ndarray:
+    return np.mean(c - b, axis=axis)
+
+
+def bootstrap_ci(
+    baseline: Any,
+    candidate: Any,
+    confidence: float = 0.95,
+    n_resamples: int = DEFAULT_RESAMPLES,
+    seed: int = 0,
+    method: str = "BCa",
+) -> tuple[Any, Any]:
+    """Two-sided confidence interval of the mean paired difference, by the paired bootstrap.
+
+    ``scipy.stats.bootstrap`` resamples queries (pairs kept together) ``n_resamples`` times;
+    BCa (bias-corrected and accelerated, Efron 1987) by default. When all differences are
+    identical the interval is that value on both ends (the bootstrap distribution is a point).
+    """
+    from scipy.stats import bootstrap
+
+    b, c = _pair(baseline, candidate)
+    d = c - b
+    degenerate = np.ptp(d, axis=-1) <= TIE_TOLERANCE
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # DegenerateDataWarning for constant slices: handled below
+        result = bootstrap(
+            (b, c),
+            _mean_diff_statistic,
+            paired=True,
+            vectorized=True,
+            axis=-1,
+            n_resamples=n_resamples,
+            confidence_level=confidence,
+            method=method,
+            rng=np.random.default_rng(seed),
+            batch=_batch_size(b, n_resamples),
+        )
+    low = np.asarray(result.confidence_interval.low, dtype=float)
+    high = np.asarray(result.confidence_interval.high, dtype=float)
+    point = np.mean(d, axis=-1)
+    low = np.where(degenerate | ~np.isfinite(low), point, low)
+    high = np.where(degenerate | ~np.isfinite(high), point, high)
+    return _scalar(low), _scalar(high)
+
+
+def permutation_pvalue(
+    baseline: Any,
+    candidate: Any,
+    alternative: str = "two-sided",
+    shift: float = 0.0,
+    n_resamples: int = DEFAULT_RESAMPLES,
+    seed: int = 0,
+) -> Any:
+    """p-value of the paired randomization (sign-flip) test of the mean difference.
+
+    Null hypothesis: per query, the labels "baseline" and "candidate" are exchangeable, so
+    each difference ``candidate - baseline - shift`` is as likely positive as negative.
+    ``alternative="greater"`` asks whether the candidate is better by more than ``shift``
+    (the gate's superiority test, with ``shift`` the minimum lift). scipy enumerates all
+    ``2**n`` sign patterns when that is within ``n_resamples``, else draws them (seeded)
+    and returns the (count + 1) / (n_resamples + 1) p-value, which keeps the test's size.
+    """
+    from scipy.stats import permutation_test
+
+    if alternative not in ALTERNATIVES:
+        raise HarnessError(f"unknown alternative {alternative!r} (known: {', '.join(ALTERNATIVES)})")
+    b, c = _pair(baseline, candidate)
+    result = permutation_test(
+        (c - shift, b),
+        lambda x, y, axis=-1: np.mean(x - y, axis=axis),
+        permutation_type="samples",
+        vectorized=True,
+        axis=-1,
+        n_resamples=n_resamples,
+        alternative=alternative,
+        rng=np.random.default_rng(seed),
+        batch=_batch_size(b, n_resamples),
+    )
+    return _scalar(np.clip(np.asarray(result.pvalue, dtype=float), 0.0, 1.0))
+
+
+def ttest_pvalue(baseline: Any, candidate: Any, alternative: str = "two-sided", shift: float = 0.0) -> Any:
+    """p-value of the paired t-test (``scipy.stats.ttest_rel``), reported next to the randomization test."""
+    from scipy.stats import ttest_rel
+
+    b, c = _pair(baseline, candidate)
+    with warnings.catch_warnings(), np.errstate(divide="ignore", invalid="ignore"):
+        warnings.simplefilter("ignore")
+        p = np.asarray(ttest_rel(c - shift, b, axis=-1, alternative=alternative).pvalue, dtype=float)
+    # identical differences: no evidence either way (scipy gives nan)
+    return _scalar(np.where(np.isnan(p), 1.0, p))
+
+
+def adjust_pvalues(pvalues: Sequence[float], method: str = "holm") -> list[float]:
+    """Family-wise (Holm, default) or false-discovery-rate (Benjamini-Hochberg) adjusted p-values.
+
+    ``statsmodels.stats.multitest.multipletests``; ``method="none"`` returns them unchanged.
+    """
+    if method not in CORRECTIONS:
+        raise HarnessError(f"unknown correction {method!r} (known: {', '.join(CORRECTIONS)})")
+    values = [float(p) for p in pvalues]
+    if not values or CORRECTIONS[method] is None:
+        return values
+    from statsmodels.stats.multitest import multipletests
+
+    return [float(p) for p in multipletests(values, method=CORRECTIONS[method])[1]]
+
+
+def _power_alternative(alternative: str) -> str:
+    return {"two-sided": "two-sided", "greater": "larger", "less": "smaller"}[alternative]
+
+
+def analytic_power(
+    difference: float, sd: float, n: int, alpha: float = 0.05, alternative: str = "greater"
+) -> float:
+    """Power of the paired t-test (noncentral t) to detect ``difference`` with ``n`` queries.
+
+    ``statsmodels.stats.power.TTestPower`` (the one-sample/paired t-test), effect size
+    d_z = difference / sd; Cohen (1988), ch. 2.
+    """
+    from statsmodels.stats.power import TTestPower
+
+    if sd <= 0:
+        return 1.0 if difference > 0 else 0.0
+    return float(TTestPower().power(effect_size=difference / sd, nobs=n, alpha=alpha, alternative=_power_alternative(alternative)))
+
+
+def minimum_detectable_effect(
+    n: int, sd: float, alpha: float = 0.05, power: float = 0.8, alternative: str = "greater"
+) -> float:
+    """The smallest true mean difference the test detects with probability ``power``.
+
+    No library returns this in metric units, so it is assembled from ``TTestPower`` (which
+    solves the noncentral-t power equation for d_z) times the SD of the differences. For
+    large n it equals the normal-approximation formula for a paired test,
+    MDE = (z_{1-alpha} + z_{power}) * sd / sqrt(n) (one-sided; z_{1-alpha/2} for two-sided),
+    Cohen (1988) ch. 2 and Chow, Shao & Wang (2008), *Sample Size Calculations in Clinical
+    Research*, 2nd ed., §3.1. ``nan`` when n < 2; 0 when the differences do not vary.
+    """
+    if n < 2 or not math.isfinite(sd):
+        return float("nan")
+    if sd <= 0:
+        return 0.0
+    from scipy.stats import norm
+    from statsmodels.stats.power import TTestPower
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            dz = TTestPower().solve_power(
+                effect_size=None, nobs=n, alpha=alpha, power=power, alternative=_power_alternative(alternative)
+            )
+        dz = float(np.asarray(dz).ravel()[0])
+        if not math.isfinite(dz) or dz <= 0:
+            raise ValueError(dz)
+    except Exception:  # root finding can fail for n of 2 or 3: fall back to the normal formula
+        z_alpha = norm.ppf(1 - alpha / 2) if alternative == "two-sided" else norm.ppf(1 - alpha)
+        dz = (z_alpha + norm.ppf(power)) / math.sqrt(n)
+    return dz * sd
+
+
+def win_tie_loss(baseline: Any, candidate: Any, tolerance: float = TIE_TOLERANCE) -> tuple[int, int, int]:
+    """Queries where the candidate scores higher, the same (within ``tolerance``), lower."""
+    b, c = _pair(baseline, candidate)
+    d = c - b
+    return int(np.sum(d > tolerance)), int(np.sum(np.abs(d) <= tolerance)), int(np.sum(d < -tolerance))
+
+
+def most_moved(
+    query_ids: Sequence[str],
+    baseline: Any,
+    candidate: Any,
+    queries: dict[str, str] | None = None,
+    k: int = 5,
+) -> dict[str, list[dict[str, Any]]]:
+    """The ``k`` largest gains and the ``k`` largest losses, with the query text to read."""
+    b, c = _pair(baseline, candidate)
+    d = c - b
+    queries = queries or {}
+
+    def rows(indices: Iterable[int]) -> list[dict[str, Any]]:
+        return [
+            {
+                "query_id": query_ids[i],
+                "text": queries.get(query_ids[i], ""),
+                "baseline": float(b[i]),
+                "candidate": float(c[i]),
+                "difference": float(d[i]),
+            }
+            for i in indices
+        ]
+
+    order = np.lexsort((np.array(query_ids, dtype=object).astype(str), -d))  # stable: by -d, then id
+    gains = [i for i in order if d[i] > TIE_TOLERANCE][:k]
+    losses = [i for i in order[::-1] if d[i] < -TIE_TOLERANCE][:k]
+    return {"gains": rows(gains), "losses": rows(losses)}
+
+
+def pareto_front(points: dict[str, tuple[float, float]]) -> set[str]:
+    """Names of the arms no other arm dominates, from ``name -> (quality, latency)``.
+
+    An arm is dominated when another is at least as good on both (higher quality, lower
+    latency) and strictly better on one. Arms with an unknown (nan) value are left out.
+    """
+    known = {k: v for k, v in points.items() if all(math.isfinite(x) for x in v)}
+    front = set()
+    for name, (quality, latency) in known.items():
+        dominated = any(
+            q >= quality and lat <= latency and (q > quality or lat < latency)
+            for other, (q, lat) in known.items()
+            if other != name
+        )
+        if not dominated:
+            front.add(name)
+    return front
+
+
+def _batch_size(b: np.ndarray, n_resamples: int) -> int | None:
+    """Resamples per batch so one batch stays near 64 MiB whatever the leading dimensions."""
+    cells = int(np.prod(b.shape)) or 1
+    return max(1, min(n_resamples, (8 * 1024 * 1024) // cells))
+
+
+def _scalar(value: Any) -> Any:
+    array = np.asarray(value)
+    return float(array) if array.ndim == 0 else array
+
+
+# --------------------------------------------------------------------------------------
+# One comparison, and all comparisons of a set of results
+# --------------------------------------------------------------------------------------
+
+
+@dataclass
+class Comparison:
+    """A candidate against the baseline on one suite and metric, paired on the same queries."""
+
+    suite: str
+    metric: str
+    baseline: str
+    candidate: str
+    n: int
+    baseline_mean: float
+    candidate_mean: float
+    difference: float
+    ci_low: float
+    ci_high: float
+    confidence: float
+    sd_difference: float
+    effect_size: float
+    p_value: float
+    alternative: str
+    t_test_p_value: float
+    wins: int
+    ties: int
+    losses: int
+    mde: float
+    mde_alpha: float
+    p_adjusted: float | None = None
+    significant: bool | None = None
+    query_ids: list[str] = field(default_factory=list)
+    moved: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+
+    def to_dict(self, with_query_ids: bool = False) -> dict[str, Any]:
+        data = asdict(self)
+        if not with_query_ids:
+            data.pop("query_ids")
+        return {key: _json_number(value) for key, value in data.items()}
+
+
+def _json_number(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None if math.isnan(value) else ("inf" if value > 0 else "-inf")
+    return value
+
+
+def compare_scores(
+    suite: str,
+    metric: str,
+    baseline_spec: str,
+    candidate_spec: str,
+    baseline: dict[str, float],
+    candidate: dict[str, float],
+    query_ids: Sequence[str] | None = None,
+    queries: dict[str, str] | None = None,
+    alternative: str = "two-sided",
+    shift: float = 0.0,
+    confidence: float = 0.95,
+    alpha: float = 0.05,
+    n_resamples: int = DEFAULT_RESAMPLES,
+    seed: int = 0,
+    moved: int = 5,
+) -> Comparison:
+    """All statistics of one paired comparison of ``query id -> score`` maps."""
+    ids, b, c = align(baseline, candidate, query_ids)
+    if len(ids) < 2:
+        raise HarnessError(
+            f"{suite}, {metric}: {baseline_spec} and {candidate_spec} share {len(ids)} scored queries; need at least 2"
+        )
+    low, high = bootstrap_ci(b, c, confidence=confidence, n_resamples=n_resamples, seed=seed)
+    sd = float(sd_difference(b, c))
+    wins, ties, losses = win_tie_loss(b, c)
+    return Comparison(
+        suite=suite,
+        metric=metric,
+        baseline=baseline_spec,
+        candidate=candidate_spec,
+        n=len(ids),
+        baseline_mean=float(np.mean(b)),
+        candidate_mean=float(np.mean(c)),
+        difference=float(mean_difference(b, c)),
+        ci_low=float(low),
+        ci_high=float(high),
+        confidence=confidence,
+        sd_difference=sd,
+        effect_size=float(effect_size(b, c)),
+        p_value=float(permutation_pvalue(b, c, alternative=alternative, shift=shift, n_resamples=n_resamples, seed=seed)),
+        alternative=alternative,
+        t_test_p_value=float(ttest_pvalue(b, c, alternative=alternative, shift=shift)),
+        wins=wins,
+        ties=ties,
+        losses=losses,
+        mde=minimum_detectable_effect(len(ids), sd, alpha=alpha, alternative="two-sided" if alternative == "two-sided" else "greater"),
+        mde_alpha=alpha,
+        query_ids=ids,
+        moved=most_moved(ids, b, c, queries, k=moved) if moved else {},
+    )
+
+
+def apply_correction(comparisons: Sequence[Comparison], method: str = "holm", alpha: float = 0.05) -> None:
+    """Fill ``p_adjusted`` and ``significant`` across one family of comparisons (in place)."""
+    adjusted = adjust_pvalues([c.p_value for c in comparisons], method)
+    for comparison, p in zip(comparisons, adjusted):
+        comparison.p_adjusted = p
+        comparison.significant = p < alpha
+
+
+# --------------------------------------------------------------------------------------
+# Result level: every candidate against the baseline on every suite (``harness compare``)
+# --------------------------------------------------------------------------------------
+
+
+def canonical_spec(text: str) -> str:
+    from adapters.spec import Spec
+
+    return str(Spec.parse(text))
+
+
+def find_spec(result: "EvalResult", text: str) -> str:
+    """The spec as the result spells it, matched on the canonical form."""
+    wanted = canonical_spec(text)
+    for retriever in result.retrievers:
+        if retriever.spec == text or canonical_spec(retriever.spec) == wanted:
+            return retriever.spec
+    raise HarnessError(
+        f"retriever {text!r} is not in the results (they hold: {', '.join(r.spec for r in result.retrievers) or 'none'})"
+    )
+
+
+def merge_results(results: Sequence["EvalResult"], sources: Sequence[str] | None = None) -> "EvalResult":
+    """One result holding the retrievers and suites of several, which must share a dataset.
+
+    Suites of the same name are merged retriever by retriever, so a baseline evaluated in
+    one file and a candidate in another are still paired on the same queries.
+    """
+    from harness.results import EvalResult, SuiteResult
+
+    if not results:
+        raise HarnessError("no result to compare")
+    if len(results) == 1:
+        return results[0]
+    sources = list(sources or [f"result {i + 1}" for i in range(len(results))])
+    first = results[0]
+    for result, source in zip(results[1:], sources[1:]):
+        if result.dataset.get("hash") != first.dataset.get("hash"):
+            raise HarnessError(
+                f"{source}: evaluated on another dataset (hash {str(result.dataset.get('hash'))[:12]}, "
+                f"{sources[0]} has {str(first.dataset.get('hash'))[:12]}); paired comparisons need the same queries"
+            )
+    retrievers = []
+    seen: set[str] = set()
+    for result in results:
+        for retriever in result.retrievers:
+            if retriever.spec not in seen:
+                seen.add(retriever.spec)
+                retrievers.append(retriever)
+    suites: dict[str, SuiteResult] = {}
+    for result in results:
+        for suite in result.suites:
+            if suite.name not in suites:
+                suites[suite.name] = SuiteResult(
+                    name=suite.name, kind=suite.kind, split=suite.split, query_ids=list(suite.query_ids),
+                    excluded=dict(suite.excluded), per_query={}, aggregates={}, details=dict(suite.details),
+                )
+            merged = suites[suite.name]
+            known = set(merged.query_ids)
+            merged.query_ids += [qid for qid in suite.query_ids if qid not in known]
+            for spec, scores in suite.per_query.items():
+                merged.per_query.setdefault(spec, scores)
+                merged.aggregates.setdefault(spec, suite.aggregates.get(spec, {}))
+    queries: dict[str, str] = {}
+    for result in results:
+        queries.update(result.queries)
+    metrics = list(dict.fromkeys(m for result in results for m in result.options.get("metrics", [])))
+    return EvalResult(
+        provenance=first.provenance,
+        dataset=first.dataset,
+        options={**first.options, "metrics": metrics, "merged_from": sources},
+        retrievers=retrievers,
+        suites=list(suites.values()),
+        queries=queries,
+    )
+
+
+def embedding_dimension(description: dict[str, Any]) -> int | None:
+    """The largest embedding dimension a retriever (or any of its parts) keeps, or None."""
+    found = [description["dimension"]] if isinstance(description.get("dimension"), int) else []
+    for part in [*description.get("components", []), *([description["first"]] if isinstance(description.get("first"), dict) else [])]:
+        dim = embedding_dimension(part)
+        if dim is not None:
+            found.append(dim)
+    return max(found) if found else None
+
+
+def encode_seconds(description: dict[str, Any]) -> float | None:
+    """Seconds spent encoding documents, summed over a retriever's dense parts."""
+    total = description.get("encode_seconds")
+    values = [float(total)] if isinstance(total, (int, float)) else []
+    for part in [*description.get("components", []), *([description["first"]] if isinstance(description.get("first"), dict) else [])]:
+        value = encode_seconds(part)
+        if value is not None:
+            values.append(value)
+    return sum(values) if values else None
+
+
+def arm_costs(result: "EvalResult", spec: str) -> dict[str, Any]:
+    retriever = result.retriever(spec)
+    latency = retriever.latency or {}
+    return {
+        "p50_ms": latency.get("p50_ms"),
+        "p95_ms": latency.get("p95_ms"),
+        "build_seconds": retriever.build_seconds,
+        "encode_seconds": encode_seconds(retriever.description),
+        "dimension": embedding_dimension(retriever.description),
+    }
+
+
+def compare_results(
+    result: "EvalResult",
+    baseline: str,
+    candidates: Sequence[str] | None = None,
+    metrics: Sequence[str] | None = None,
+    suites: Sequence[str] | None = None,
+    correction: str = "holm",
+    alpha: float = 0.05,
+    confidence: float = 0.95,
+    n_resamples: int = DEFAULT_RESAMPLES,
+    seed: int = 0,
+    margin: float | None = None,
+    max_queries: int | None = None,
+    moved: int = 5,
+) -> dict[str, Any]:
+    """Every candidate against the baseline, on every suite and metric, plus the decision table.
+
+    Returns the body of a ``kind: "compare"`` result (without provenance). The family for
+    the multiplicity correction is every comparison of this call.
+    """
+    from harness import metrics as metric_lib
+
+    base = find_spec(result, baseline)
+    arms = [find_spec(result, c) for c in candidates] if candidates else [r.spec for r in result.retrievers if r.spec != base]
+    arms = [a for a in dict.fromkeys(arms) if a != base]
+    if not arms:
+        raise HarnessError("nothing to compare: give at least one candidate besides the baseline")
+    metric_names = [metric_lib.validate_metric(m) for m in (metrics or result.options.get("metrics", [])[:1] or ["ndcg@10"])]
+    if suites:
+        from suites import parse_suite
+
+        wanted = []
+        for name in suites:
+            try:
+                wanted.append(result.suite(name).name)
+            except HarnessError:
+                wanted.append(result.suite(parse_suite(name, default_split=result.options.get("split", "test")).name).name)
+        suite_list = [result.suite(name) for name in wanted]
+    else:
+        suite_list = list(result.suites)
+
+    comparisons: list[Comparison] = []
+    sampled: dict[str, list[str]] = {}
+    warnings_out: list[str] = []
+    for suite in suite_list:
+        ids = sample_query_ids(suite.query_ids, max_queries, seed)
+        if max_queries is not None:
+            sampled[suite.name] = ids
+        for metric in metric_names:
+            for spec in [base, *arms]:
+                if metric not in suite.per_query.get(spec, {}):
+                    raise HarnessError(f"{suite.name}: no per-query {metric} for {spec} (the result has: "
+                                       f"{', '.join(suite.per_query.get(spec, {})) or 'nothing for it'})")
+            for arm in arms:
+                comparison = compare_scores(
+                    suite.name, metric, base, arm,
+                    suite.per_query[base][metric], suite.per_query[arm][metric],
+                    query_ids=ids, queries=result.queries, alternative="two-sided",
+                    confidence=confidence, alpha=alpha, n_resamples=n_resamples, seed=seed, moved=moved,
+                )
+                comparisons.append(comparison)
+                if margin is not None and math.isfinite(comparison.mde) and margin < comparison.mde:
+                    warnings_out.append(
+                        f"{suite.name} ({comparison.n} queries): this test set cannot detect a {metric} difference "
+                        f"under {comparison.mde:.3f} with 80% power (alpha {alpha}); the requested margin {margin:g} is below it"
+                    )
+    apply_correction(comparisons, correction, alpha)
+
+    primary = metric_names[0]
+    costs = {spec: arm_costs(result, spec) for spec in [base, *arms]}
+    table = []
+    for suite in suite_list:
+        rows = []
+        for spec in [base, *arms]:
+            found = next((c for c in comparisons if c.suite == suite.name and c.metric == primary and c.candidate == spec), None)
+            ids = sampled.get(suite.name, suite.query_ids)
+            scores = suite.per_query[spec][primary]
+            quality = float(np.mean([scores[q] for q in ids if q in scores])) if found is None else found.candidate_mean
+            rows.append({
+                "arm": spec,
+                "quality": quality,
+                "difference": None if found is None else found.difference,
+                "ci_low": None if found is None else found.ci_low,
+                "ci_high": None if found is None else found.ci_high,
+                "p_adjusted": None if found is None else found.p_adjusted,
+                **costs[spec],
+            })
+        front = pareto_front({
+            row["arm"]: (row["quality"], float(row["p95_ms"]) if row["p95_ms"] is not None else float("nan")) for row in rows
+        })
+        for row in rows:
+            row["pareto"] = row["arm"] in front
+        table.append({"suite": suite.name, "metric": primary, "n": len(sampled.get(suite.name, suite.query_ids)), "rows": rows})
+
+    return {
+        "baseline": base,
+        "candidates": arms,
+        "dataset": result.dataset,
+        "options": {
+            "metrics": metric_names,
+            "alpha": alpha,
+            "confidence": confidence,
+            "correction": correction,
+            "test": "paired randomization (sign-flip) test, two-sided, scipy.stats.permutation_test",
+            "interval": "paired bootstrap, BCa, scipy.stats.bootstrap",
+            "n_resamples": n_resamples,
+            "seed": seed,
+            "margin": margin,
+            "max_queries": max_queries,
+        },
+        "sampled_query_ids": sampled,
+        "comparisons": [c.to_dict() for c in comparisons],
+        "decision_table": table,
+        "warnings": warnings_out,
+    }
