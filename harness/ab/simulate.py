@@ -66,6 +66,7 @@ class SimConfig:
     chunk: int = 1_000_000
     primary_metric: str = "ctr"
     guardrails: list[str] = field(default_factory=lambda: ["abandonment", "queries_per_user"])
+    guardrail_margin: float = 0.05
 
     def check(self) -> None:
         if len(self.variants) < 2 or len(set(self.variants)) != len(self.variants):
@@ -408,6 +409,7 @@ def experiment_definition(cat: Catalogue, cfg: SimConfig) -> dict[str, Any]:
         "end": (start + timedelta(days=cfg.days)).isoformat(),
         "primary_metric": cfg.primary_metric,
         "guardrails": cfg.guardrails,
+        "guardrail_margin": cfg.guardrail_margin,
         "true_effects": true_values(cat, cfg),
         "simulation": asdict(cfg),
     }

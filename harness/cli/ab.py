@@ -128,11 +128,12 @@ def ingest(db, experiments, files) -> None:
 @click.option("--malformed", type=float, default=0.0, help="Fault: share of lines corrupted (jsonl, csv).")
 @click.option("--late", type=float, default=0.0, help="Fault: share of interactions delivered in a later file.")
 @click.option("--interleave", is_flag=True, help="Emit team-draft interleaved logs of the first two variants.")
+@click.option("--guardrail-margin", type=float, default=0.05, show_default=True, help="Relative non-inferiority margin of the guardrails.")
 @click.option("--synthetic-queries", type=int, default=1000, show_default=True, help="Queries of the synthetic catalogue.")
 @click.option("--format", "fmt", type=click.Choice(["jsonl", "csv", "parquet"]), default="jsonl", show_default=True)
 @seed_option
 def simulate(out, data, retrievers, runs, split, cache_dir, variants, experiment_id, users, days, queries_per_day, effect,
-             novelty, novelty_days, pre_days, srm, duplicates, malformed, late, interleave, synthetic_queries, fmt, seed) -> None:
+             novelty, novelty_days, pre_days, srm, duplicates, malformed, late, interleave, guardrail_margin, synthetic_queries, fmt, seed) -> None:
     """Write realistic search logs of an experiment.
 
     With --data, the dataset's queries are served by real rankers (--retriever specs or
@@ -159,7 +160,7 @@ def simulate(out, data, retrievers, runs, split, cache_dir, variants, experiment
     cfg = sim.SimConfig(
         experiment_id=experiment_id, variants=names, n_users=users, days=days, queries_per_user_day=queries_per_day,
         effect=effect, novelty=novelty, novelty_days=novelty_days, pre_days=pre_days, srm=srm, duplicates=duplicates,
-        malformed=malformed, late=late, interleave=interleave, seed=seed,
+        malformed=malformed, late=late, interleave=interleave, seed=seed, guardrail_margin=guardrail_margin,
     )
     summary = sim.write(cat, cfg, out, fmt)
     console = Console()
@@ -234,6 +235,8 @@ def _open(db, parquet):
         raise HarnessError("give --db FILE or --parquet DIR")
     if parquet is not None:
         return schema.connect_parquet(parquet)
+    if not Path(db).is_file():
+        raise HarnessError(f"{db}: database does not exist (run `harness ab ingest --db {db} ...` first)")
     return schema.connect(db, read_only=False)
 
 
