@@ -384,7 +384,7 @@ def analyze(backend, exp: ExperimentConfig, opts: Options, *, duckdb_con=None) -
 
     per_exposure = exposure_table(backend, exp, opts, props["values"])
     user_day = _materialize(backend, user_day_table(per_exposure))
-    users_all = user_table(user_day, cuped=opts.cuped)
+    users_all = _materialize(backend, user_table(user_day, cuped=opts.cuped))
     users = users_all.filter((users_all.n_variants == 1) & (users_all.queries > 0))
 
     quality = users_all.aggregate(

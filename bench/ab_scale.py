@@ -1,0 +1,248 @@
+"""Scale benchmark of `harness ab` on simulated exposures (default 10 million).
+
+    python bench/ab_scale.py [--exposures 10000000] [--keep DIR]
+
+Phases, each in its own process so that its peak memory is its own:
+
+1. simulate: synthetic logs written as Parquet, one file per ~1M exposures;
+2. ingest: every file through the validated, transactional ingest into a DuckDB store
+   (rows per second);
+3. analyze: the per-variant metrics and effects of ``harness ab analyze`` (tea-tasting over
+   Ibis on DuckDB, propensities given), without and with the per-day/sequential part;
+4. pandas: the same per-variant numbers (per-user ratio metrics and their delta-method
+   variances) in plain pandas, reading the same logs from the store's Parquet export;
+5. floor: DuckDB's bare ``SELECT variant, count(*) ... GROUP BY variant`` scan of the
+   exposures, and a hand-written single SQL query of the same per-variant numbers.
+
+The last line printed is the ratio pandas time / analysis time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+PROPS = [1.0 / k for k in range(1, 11)]
+MEMORY_LIMIT = "600MB"
+
+
+def peak_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def phase_simulate(work: Path, exposures: int) -> dict:
+    import pyarrow.parquet as pq
+
+    from harness.ab import simulate as S
+
+    days = 14
+    cfg = S.SimConfig(experiment_id="scale", n_users=max(1000, int(exposures / (days * 0.5))), days=days,
+                      queries_per_user_day=0.5, pre_days=0, effect=0.02, seed=1, chunk=1_000_000)
+    cat = S.synthetic_rankings(2000, seed=1)
+    (work / "logs").mkdir(parents=True, exist_ok=True)
+    (work / "logs" / "experiment.json").write_text(json.dumps(S.experiment_definition(cat, cfg), default=str))
+    t = time.perf_counter()
+    n_exp = n_int = 0
+    for i, (e, it) in enumerate(S.generate(cat, cfg)):
+        pq.write_table(e, work / "logs" / f"exposures-{i:03d}.parquet")
+        pq.write_table(it, work / "logs" / f"interactions-{i:03d}.parquet")
+        n_exp += e.num_rows
+        n_int += it.num_rows
+    return {"exposures": n_exp, "interactions": n_int, "seconds": time.perf_counter() - t, "peak_mb": peak_mb()}
+
+
+def phase_ingest(work: Path) -> dict:
+    from harness.ab import ingest, schema
+
+    db = work / "ab.duckdb"
+    if db.exists():
+        db.unlink()
+    con = schema.connect(db)
+    con.execute(f"SET memory_limit = '{MEMORY_LIMIT}'")
+    schema.register_experiment(con, schema.load_experiment_file(work / "logs" / "experiment.json"))
+    t = time.perf_counter()
+    files = sorted(str(p) for p in (work / "logs").glob("exposures-*.parquet")) + sorted(
+        str(p) for p in (work / "logs").glob("interactions-*.parquet"))
+    reports = ingest.ingest(con, files, progress=False)
+    seconds = time.perf_counter() - t
+    rows = sum(r.read for r in reports)
+    assert all(r.read == r.ingested + r.quarantined for r in reports)
+    con.execute("CHECKPOINT")
+    con.close()
+    return {"rows": rows, "quarantined": sum(r.quarantined for r in reports), "seconds": seconds,
+            "rows_per_second": rows / seconds, "peak_mb": peak_mb()}
+
+
+def phase_analyze(work: Path, daily: bool) -> dict:
+    import ibis
+
+    from harness.ab import analysis, schema
+
+    con = schema.connect(work / "ab.duckdb")
+    con.execute(f"SET memory_limit = '{MEMORY_LIMIT}'")
+    exp = schema.get_experiment(con, "scale")
+    t = time.perf_counter()
+    res = analysis.analyze(ibis.duckdb.from_connection(con), exp, analysis.Options(propensities=PROPS, daily=daily))
+    seconds = time.perf_counter() - t
+    con.close()
+    ctr = next(e for e in res["effects"] if e["metric"] == "ctr")
+    return {"seconds": seconds, "peak_mb": peak_mb(), "ctr": {v: res["variants"][v]["metrics"]["ctr"] for v in res["variants"]},
+            "ctr_effect": ctr["effect_size"], "ctr_ci": [ctr["effect_size_ci_lower"], ctr["effect_size_ci_upper"]],
+            "users": res["srm"]["users"]}
+
+
+def phase_export(work: Path) -> dict:
+    """The store's tables as Parquet, for pandas (not timed in the comparison)."""
+    import duckdb
+
+    con = duckdb.connect(str(work / "ab.duckdb"), read_only=True)
+    con.execute(f"SET memory_limit = '{MEMORY_LIMIT}'")
+    con.execute("SET TimeZone = 'UTC'")
+    con.sql("SELECT event_id, user_id, variant, len(doc_ids) AS n_docs, ts FROM exposures").write_parquet(str(work / "pd_exposures.parquet"))
+    con.sql("SELECT exposure_id, position, kind, dwell_s FROM interactions").write_parquet(str(work / "pd_interactions.parquet"))
+    con.close()
+    return {}
+
+
+def phase_pandas(work: Path) -> dict:
+    import numpy as np
+    import pandas as pd
+
+    t = time.perf_counter()
+    e = pd.read_parquet(work / "pd_exposures.parquet")
+    i = pd.read_parquet(work / "pd_interactions.parquet")
+    prop = pd.Series(PROPS, index=range(1, len(PROPS) + 1))
+    i = i[i.position >= 1]
+    click = i.kind == "click"
+    i = i.assign(
+        click=click.astype("int64"),
+        click_pos=i.position.where(click),
+        click_dwell=i.dwell_s.where(click),
+        conv=(i.kind == "conversion").astype("int64"),
+        ipw=(1.0 / i.position.map(prop)).where(click, 0.0).fillna(0.0),
+    )
+    per = i.groupby("exposure_id").agg(n_clicks=("click", "sum"), first_pos=("click_pos", "min"), last_pos=("position", "max"),
+                                       dwell_max=("click_dwell", "max"), converted=("conv", "max"), ipw=("ipw", "sum"))
+    j = e.join(per, on="event_id")
+    valid = j.n_clicks.notna() & (j.last_pos <= j.n_docs)
+    n_clicks = j.n_clicks.where(valid, 0)
+    q = pd.DataFrame({
+        "user_id": j.user_id, "variant": j.variant, "queries": 1, "clicked": (n_clicks > 0).astype("int64"), "clicks": n_clicks,
+        "successes": (valid & (j.dwell_max >= 30)).astype("int64"), "rr": (1.0 / j.first_pos).where(valid, 0.0).fillna(0.0),
+        "abandoned": (n_clicks == 0).astype("int64"), "ipw_clicks": j.ipw.where(valid, 0.0).fillna(0.0),
+        "conversions": j.converted.where(valid, 0).fillna(0),
+    })
+    u = q.groupby(["user_id"]).agg(n_variants=("variant", "nunique"), variant=("variant", "max"),
+                                   **{c: (c, "sum") for c in ["queries", "clicked", "clicks", "successes", "rr", "abandoned", "ipw_clicks", "conversions"]})
+    u = u[u.n_variants == 1]
+    out = {}
+    for v, g in u.groupby("variant"):
+        n = len(g)
+        res = {}
+        for num in ["clicked", "successes", "rr", "abandoned", "clicks", "ipw_clicks", "conversions"]:
+            mx, my = g[num].mean(), g["queries"].mean()
+            cov = np.cov(g[num], g["queries"], ddof=1)
+            var = (cov[0, 0] / my**2 - 2 * mx * cov[0, 1] / my**3 + mx**2 * cov[1, 1] / my**4) / n  # delta method
+            res[num] = (mx / my, var)
+        res["queries"] = (g["queries"].mean(), g["queries"].var(ddof=1) / n)
+        out[v] = res
+    seconds = time.perf_counter() - t
+    ctr = {v: out[v]["clicked"][0] for v in out}
+    return {"seconds": seconds, "peak_mb": peak_mb(), "ctr": ctr}
+
+
+def phase_floor(work: Path) -> dict:
+    import duckdb
+
+    con = duckdb.connect(str(work / "ab.duckdb"), read_only=True)
+    con.execute(f"SET memory_limit = '{MEMORY_LIMIT}'")
+    t = time.perf_counter()
+    con.execute("SELECT variant, count(*), count(DISTINCT user_id) FROM exposures WHERE experiment_id = ? GROUP BY variant", ["scale"]).fetchall()
+    bare = time.perf_counter() - t
+    t = time.perf_counter()
+    con.execute(
+        """
+        WITH per AS (SELECT exposure_id, count(*) FILTER (WHERE kind = 'click') AS n, min(position) FILTER (WHERE kind = 'click') AS fp
+                     FROM interactions GROUP BY exposure_id),
+        u AS (SELECT e.user_id, any_value(e.variant) AS variant, count(*) AS q, sum((coalesce(n, 0) > 0)::INT) AS c,
+                     sum(coalesce(n, 0)) AS k, sum(coalesce(1.0 / fp, 0)) AS rr
+              FROM exposures e LEFT JOIN per ON per.exposure_id = e.event_id WHERE e.experiment_id = ? GROUP BY e.user_id)
+        SELECT variant, count(*), avg(q), avg(c), avg(k), avg(rr), var_samp(q), var_samp(c), covar_samp(c, q) FROM u GROUP BY variant
+        """, ["scale"]).fetchall()
+    hand = time.perf_counter() - t
+    con.close()
+    return {"bare_group_by_seconds": bare, "hand_sql_seconds": hand, "peak_mb": peak_mb()}
+
+
+PHASES = {"simulate": None, "ingest": phase_ingest, "analyze": None, "export": phase_export, "pandas": phase_pandas, "floor": phase_floor}
+
+
+def run_phase(name: str, work: Path, *extra: str) -> dict:
+    cmd = [sys.executable, __file__, "--phase", name, "--work", str(work), *extra]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=os.environ | {"HARNESS_QUIET": "1"})
+    if proc.returncode:
+        sys.stderr.write(proc.stdout + proc.stderr)
+        raise SystemExit(f"phase {name} failed")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--exposures", type=int, default=10_000_000)
+    parser.add_argument("--keep", help="Work folder to keep (default: a temporary one).")
+    parser.add_argument("--phase", help=argparse.SUPPRESS)
+    parser.add_argument("--work", help=argparse.SUPPRESS)
+    parser.add_argument("--daily", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.phase:
+        work = Path(args.work)
+        if args.phase == "simulate":
+            out = phase_simulate(work, args.exposures)
+        elif args.phase == "analyze":
+            out = phase_analyze(work, args.daily)
+        else:
+            out = PHASES[args.phase](work)
+        print(json.dumps(out, default=str))
+        return
+    tmp = None
+    if args.keep:
+        work = Path(args.keep)
+        work.mkdir(parents=True, exist_ok=True)
+    else:
+        tmp = tempfile.TemporaryDirectory(prefix="ab_scale_")
+        work = Path(tmp.name)
+    report = {"simulate": run_phase("simulate", work, "--exposures", str(args.exposures))}
+    print(f"simulate: {report['simulate']['exposures']:,} exposures, {report['simulate']['interactions']:,} interactions "
+          f"in {report['simulate']['seconds']:.1f} s", flush=True)
+    report["ingest"] = run_phase("ingest", work)
+    r = report["ingest"]
+    print(f"ingest: {r['rows']:,} rows in {r['seconds']:.1f} s = {r['rows_per_second']:,.0f} rows/s, peak {r['peak_mb']:.0f} MB", flush=True)
+    report["analyze"] = run_phase("analyze", work)
+    report["analyze_daily"] = run_phase("analyze", work, "--daily")
+    run_phase("export", work)
+    report["pandas"] = run_phase("pandas", work)
+    report["floor"] = run_phase("floor", work)
+    a, ad, p, f = report["analyze"], report["analyze_daily"], report["pandas"], report["floor"]
+    for v in a["ctr"]:
+        assert abs(a["ctr"][v] - p["ctr"][v]) < 1e-9, (a["ctr"], p["ctr"])
+    print(f"analyze (metrics, effects, SRM, power): {a['seconds']:.1f} s, peak {a['peak_mb']:.0f} MB")
+    print(f"analyze with per-day and sequential intervals: {ad['seconds']:.1f} s, peak {ad['peak_mb']:.0f} MB")
+    print(f"pandas, same per-variant numbers: {p['seconds']:.1f} s, peak {p['peak_mb']:.0f} MB")
+    print(f"DuckDB bare GROUP BY variant scan: {f['bare_group_by_seconds']:.2f} s; hand-written SQL of the same numbers: {f['hand_sql_seconds']:.2f} s")
+    print(f"analysis / bare scan: {a['seconds'] / f['bare_group_by_seconds']:.1f}x; analysis / hand SQL: {a['seconds'] / f['hand_sql_seconds']:.1f}x")
+    if args.keep:
+        (work / "ab_scale.json").write_text(json.dumps(report, indent=1, default=str))
+    print(f"pandas / analysis: {p['seconds'] / a['seconds']:.1f}x")
+    if tmp is not None:
+        tmp.cleanup()
+
+
+if __name__ == "__main__":
+    main()
