@@ -50,3 +50,52 @@ def print_eval(result: EvalResult, console: Console | None = None) -> None:
     for table in eval_tables(result):
         console.print(table)
     console.print(f"dataset {result.dataset['name']} ({result.dataset['hash'][:12]})", style="dim")
+
+
+# ---------------------------------------------------------------------------- report documents
+
+TONE_STYLES = {"best": "bold", "good": "green", "bad": "red", "warn": "yellow", "muted": "dim"}
+
+
+def report_table(table) -> Table:
+    """A rich table of a ``reports.json_report.Table`` (same cells as the HTML and Markdown)."""
+    from rich.text import Text
+
+    out = Table(title=table.title, title_justify="left", caption=table.note or None, caption_justify="left", caption_style="dim")
+    for name, numeric in zip(table.columns, table.numeric):
+        out.add_column(name, justify="right" if numeric else "left", overflow="fold", max_width=None if numeric else 48)
+    for row in table.rows:
+        cells = []
+        for cell in row:
+            value = Text(cell.text, style=TONE_STYLES.get(cell.tone, ""))
+            if cell.detail:
+                value.append("\n" + cell.detail, style="dim")
+            cells.append(value)
+        out.add_row(*cells)
+    return out
+
+
+def print_report(report, console: Console | None = None) -> None:
+    """The whole report document in the terminal: headlines, tables, notes, figure titles."""
+    from rich.text import Text
+
+    console = console or make_console()
+    console.rule(Text(report.title, style="bold"))
+    for section in report.sections:
+        title = Text(section.title, style="bold")
+        if section.badge:
+            title.append("  " + section.badge, style={"good": "bold green", "bad": "bold red", "warn": "bold yellow"}.get(section.badge_tone, "bold"))
+        console.rule(title, align="left")
+        console.print(Text(f"{section.kind} result from {section.source}", style="dim"))
+        for line in section.intro:
+            console.print(Text(line))
+        for line in section.headline:
+            console.print(Text("• " + line))
+        for table in section.tables:
+            console.print(report_table(table))
+        if section.figures:
+            console.print(Text("Figures (in the HTML report): " + "; ".join(f.title for f in section.figures), style="dim"))
+        for note in section.notes:
+            console.print(Text("note: " + note, style="yellow"))
+        if section.provenance:
+            console.print(Text("provenance: " + section.provenance, style="dim"))

@@ -1,0 +1,69 @@
+"""``harness report``: render any mix of result files as HTML, Markdown and terminal text."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from harness.errors import HarnessError
+
+
+def resolve(paths: tuple[Path, ...]) -> list[Path]:
+    """Result files; a folder stands for its ``result.json`` (what ``harness eval --out`` writes)."""
+    resolved = []
+    for path in paths:
+        if path.is_dir():
+            candidate = path / "result.json"
+            if not candidate.is_file():
+                raise HarnessError(f"{path}: a folder without result.json; give the result file itself")
+            resolved.append(candidate)
+        else:
+            resolved.append(path)
+    return resolved
+
+
+@click.command("report")
+@click.argument("results", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--html", "html_path", type=click.Path(path_type=Path), help="Write one self-contained HTML file here.")
+@click.option("--markdown", "markdown_path", type=click.Path(path_type=Path), help="Write Markdown (for a pull-request comment) here.")
+@click.option("--json", "json_path", type=click.Path(path_type=Path), help="Write the report document (sections, tables, figure data) as JSON here.")
+@click.option("--title", help="Title of the report (default: from the kinds of results).")
+@click.option("--quiet", "-q", is_flag=True, help="Do not print the report in the terminal.")
+def report(results, html_path, markdown_path, json_path, title, quiet) -> None:
+    """Render evaluation, comparison, gate, fine-tuning and A/B results.
+
+    RESULTS are result files (JSON with schema_version, kind and provenance) or folders
+    holding a result.json, in any mix of kinds; each becomes a section. The terminal gets
+    the same headlines and tables as the HTML and Markdown; an unknown kind is shown as
+    its raw fields with a note.
+
+    \b
+    Example:
+      harness report out/eval/result.json --html report.html
+      harness report out/eval out/compare.json out/gate.json analysis.json \\
+        --html report.html --markdown report.md
+    """
+    import json
+
+    from reports import json_report
+
+    document = json_report.build_report(resolve(results), title=title)
+    if not quiet:
+        from reports.terminal import print_report
+
+        print_report(document)
+    if markdown_path is not None:
+        from reports import markdown_eval
+
+        markdown_eval.write(document, markdown_path)
+        click.echo(f"wrote {markdown_path}")
+    if json_path is not None:
+        Path(json_path).parent.mkdir(parents=True, exist_ok=True)
+        Path(json_path).write_text(json.dumps(document.to_dict(), indent=1, default=str) + "\n", encoding="utf-8")
+        click.echo(f"wrote {json_path}")
+    if html_path is not None:
+        from reports import html
+
+        html.write(document, html_path)
+        click.echo(f"wrote {html_path}")

@@ -1,0 +1,250 @@
+"""``harness report``: the document, HTML, Markdown and terminal outputs of every result kind."""
+
+from __future__ import annotations
+
+import copy
+import io
+import json
+import re
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+from harness.cli import main as cli_main
+from harness.evaluate import evaluate
+from reports import html, json_report, markdown_eval, plots
+from reports.terminal import print_report
+
+SPECS = ["bm25", "bm25(k1=0.9,b=0.4)"]
+
+
+@pytest.fixture(scope="module")
+def eval_file(tmp_path_factory) -> Path:
+    from conftest import write_beir
+
+    root = tmp_path_factory.mktemp("report")
+    data = write_beir(root / "tiny")
+    evaluate(data, SPECS, ["heldout", "slice:subdomain=identity"], out=root / "eval", cache_dir=root / "cache")
+    return root / "eval" / "result.json"
+
+
+def terminal_text(report) -> str:
+    buffer = io.StringIO()
+    print_report(report, Console(file=buffer, width=220, color_system=None))
+    return buffer.getvalue()
+
+
+def write_json(path: Path, data: dict) -> Path:
+    path.write_text(json.dumps(data), encoding="utf-8")
+    return path
+
+
+# ------------------------------------------------------------------------------ synthetic results of other kinds
+
+
+def provenance() -> dict:
+    from harness import provenance as prov
+
+    return prov.collect(seed=0, command=["harness", "test"])
+
+
+def compare_result() -> dict:
+    rows = []
+    for suite, diff in (("heldout:test", 0.05), ("slice:subdomain=identity", -0.01)):
+        rows.append({
+            "suite": suite, "metric": "ndcg@10", "baseline": "bm25", "candidate": "dense", "n": 40,
+            "baseline_mean": 0.61, "candidate_mean": 0.61 + diff, "difference": diff, "ci_low": diff - 0.03,
+            "ci_high": diff + 0.03, "confidence": 0.95, "sd_difference": 0.1, "effect_size": diff / 0.1,
+            "p_value": 0.004 if diff > 0 else 0.6, "alternative": "two-sided", "t_test_p_value": 0.005,
+            "wins": 20, "ties": 10, "losses": 10, "mde": 0.04, "mde_alpha": 0.05, "p_adjusted": 0.008 if diff > 0 else 0.6,
+            "significant": diff > 0, "differences": [diff + 0.01 * ((i % 7) - 3) for i in range(40)],
+            "moved": {"gains": [{"query_id": "q1", "text": "money back", "baseline": 0.2, "candidate": 0.9, "difference": 0.7}], "losses": []},
+        })
+    return {
+        "schema_version": 1, "kind": "compare", "provenance": provenance(), "comparisons": rows,
+        "pareto": {"metric": "ndcg@10", "suite": "heldout:test", "arms": [
+            {"spec": "bm25", "quality": 0.61, "latency_p95_ms": 1.2, "on_front": True},
+            {"spec": "dense", "quality": 0.66, "latency_p95_ms": 8.0, "on_front": True},
+            {"spec": "hybrid(bm25,dense)", "quality": 0.64, "latency_p95_ms": 9.5, "on_front": False},
+        ]},
+    }
+
+
+def ab_analysis_result() -> dict:
+    days = range(5)
+    cumulative = [
+        {"treatment": "treatment", "metric": m, "day": d, "users": 100 * (d + 1), "effect_size": 0.03, "ci_lower": 0.01 - 0.01 / (d + 1),
+         "ci_upper": 0.05 + 0.01 / (d + 1), "seq_ci_lower": -0.02 + 0.005 * d, "seq_ci_upper": 0.08 - 0.005 * d, "seq_pvalue": 0.3 / (d + 1)}
+        for m in ("ctr", "abandonment") for d in days
+    ]
+    daily = [
+        {"treatment": "treatment", "metric": m, "day": d, "effect_size": 0.05 - 0.005 * d, "effect_size_ci_lower": 0.0, "effect_size_ci_upper": 0.1 - 0.01 * d}
+        for m in ("ctr", "abandonment") for d in days
+    ]
+    return {
+        "schema_version": 1, "kind": "ab-analysis", "provenance": provenance(),
+        "experiment": {"experiment_id": "exp-t", "variants": ["control", "treatment"], "traffic_split": [0.5, 0.5], "control": "control",
+                       "start": "2025-01-06T00:00:00", "end": "2025-01-11T00:00:00", "primary_metric": "ctr", "guardrails": ["abandonment"],
+                       "guardrail_margin": 0.02, "description": "bm25 vs dense"},
+        "analysis_window": {"start": "2025-01-06T00:00:00", "end": "2025-01-11T00:00:00"},
+        "options": {"alpha": 0.05, "mde": 0.02, "cuped": True, "metrics": ["ctr", "abandonment"]},
+        "data_quality": {"users": 1000},
+        "srm": {"users": {"control": 505, "treatment": 495}, "expected_share": {"control": 0.5, "treatment": 0.5}, "chi2": 0.1,
+                "pvalue": 0.7518, "threshold": 0.001, "mismatch": False},
+        "variants": {"control": {"users": 505, "queries": 4000.0, "metrics": {"ctr": 0.55, "abandonment": 0.45}},
+                     "treatment": {"users": 495, "queries": 4010.0, "metrics": {"ctr": 0.58, "abandonment": 0.42}}},
+        "effects": [
+            {"treatment": "treatment", "metric": "ctr", "direction": 1, "control_value": 0.55, "treatment_value": 0.58, "effect_size": 0.0312,
+             "effect_size_ci_lower": 0.0101, "effect_size_ci_upper": 0.0523, "rel_effect_size": 0.0567, "pvalue": 0.003, "pvalue_holm": 0.006,
+             "seq_ci_lower": 0.0012, "seq_ci_upper": 0.0612, "power": {"users_needed": 9000, "days_needed": 12}},
+            {"treatment": "treatment", "metric": "abandonment", "direction": -1, "control_value": 0.45, "treatment_value": 0.42,
+             "effect_size": -0.03, "effect_size_ci_lower": -0.05, "effect_size_ci_upper": -0.01, "rel_effect_size": -0.066, "pvalue": 0.004,
+             "pvalue_holm": 0.006},
+        ],
+        "daily": daily, "cumulative": cumulative, "sequential": {"method": "mSPRT", "alpha": 0.05, "horizon_days": 5},
+        "source": {"db": "ab.duckdb"},
+    }
+
+
+def ab_decision_result(analysis: dict) -> dict:
+    return {
+        "schema_version": 1, "kind": "ab-decision", "provenance": provenance(), "experiment": analysis["experiment"], "analysis": analysis,
+        "audit_id": "abc",
+        "decision": {"decision": "promote", "variant": "treatment", "exit_code": 0, "method": "sequential", "alpha": 0.05,
+                     "treatments": [{"treatment": "treatment", "decision": "promote", "reasons": ["ctr is significantly better"],
+                                     "metrics": {"ctr": {"role": "primary", "control": 0.55, "treatment": 0.58, "effect_size": 0.0312,
+                                                         "ci_lower": 0.0012, "ci_upper": 0.0612, "pvalue": 0.01, "pvalue_holm": 0.02,
+                                                         "significantly_better": True, "significantly_worse": False, "non_inferior": True,
+                                                         "margin": 0.011}}}]},
+    }
+
+
+def training_result() -> dict:
+    history = [{"step": s, "loss": 1.0 / (s + 1)} for s in range(0, 100, 10)]
+    history += [{"step": s, "eval_ndcg@10": 0.5 + s / 400} for s in range(0, 100, 25)]
+    return {"schema_version": 1, "kind": "finetune", "provenance": provenance(), "model": {"name": "models/ft", "fingerprint": "f" * 40},
+            "base_model": {"name": "all-MiniLM-L6-v2", "fingerprint": "b" * 40}, "log_history": history, "parameters": {"epochs": 1, "lr": 2e-5}}
+
+
+def matryoshka_eval(eval_data: dict) -> dict:
+    """The bm25 result dressed up as one dense model at three dimensions (for the dimension plot)."""
+    data = copy.deepcopy(eval_data)
+    base = data["retrievers"][0]
+    retrievers, suites = [], data["suites"]
+    for dim, shift in ((64, -0.1), (128, -0.05), (384, 0.0)):
+        spec = f"dense(dim={dim})"
+        retrievers.append(base | {"spec": spec, "description": {"spec": spec, "kind": "dense", "model": "all-MiniLM-L6-v2",
+                                                               "fingerprint": "0123456789abcdef", "dimension": dim}})
+        for suite in suites:
+            first = next(iter(suite["aggregates"].values()))
+            suite["aggregates"][spec] = {m: v + shift for m, v in first.items()}
+            suite["intervals"][spec] = {m: [v + shift - 0.02, v + shift + 0.01] for m, v in first.items()}
+            suite["recall_curve"][spec] = next(iter(suite["recall_curve"].values()))
+    data["retrievers"] += retrievers
+    return data
+
+
+# ------------------------------------------------------------------------------ tests
+
+
+def test_eval_html_is_self_contained_with_plots_and_sortable_tables(eval_file: Path, tmp_path: Path) -> None:
+    out = tmp_path / "report.html"
+    html.write(json_report.build_report([eval_file]), out)
+    page = out.read_text(encoding="utf-8")
+    assert not re.search(r"<script[^>]+src=", page), "no external scripts"
+    assert not re.search(r"<link[^>]+href=", page), "no external stylesheets"
+    assert not re.search(r"""(src|href)=["']?(https?:)?//""", page), "no network resources"
+    assert "http://" not in page and "https://" not in page
+    images = re.findall(r'<img src="data:image/png;base64,', page)
+    assert len(images) >= 3  # metric with intervals, recall curves, quality vs latency
+    assert 'class="sortable"' in page and "sortBy" in page
+    assert page.count("<figcaption>") == len(images)
+    eval_data = json.loads(eval_file.read_text())
+    # every figure says which models, data hashes and versions made it
+    for caption in re.findall(r"<figcaption>(.*?)</figcaption>", page, re.S):
+        assert eval_data["dataset"]["hash"][:12] in caption
+        assert "harness " in caption and "bm25" in caption
+    for title in ("per retriever and suite", "Recall@k curves", "against p95 latency"):
+        assert title in page
+
+
+def test_headline_numbers_agree_in_html_markdown_and_terminal(eval_file: Path, tmp_path: Path) -> None:
+    report = json_report.build_report([eval_file])
+    page = html.render(report)
+    markdown = markdown_eval.render(report)
+    terminal = terminal_text(report)
+    data = json.loads(eval_file.read_text())
+    for suite in data["suites"]:
+        for spec in SPECS:
+            value = json_report.fmt(suite["aggregates"][spec]["ndcg@10"])
+            low, high = suite["intervals"][spec]["ndcg@10"]
+            ci = json_report.interval(low, high, 3)
+            for output in (page, markdown, terminal):
+                assert value in output and ci in output and spec in output
+    for retriever in data["retrievers"]:
+        p95 = json_report.fmt(retriever["latency"]["p95_ms"], 3)
+        for output in (page, markdown, terminal):
+            assert p95 in output
+    for line in report.headline():
+        assert line in markdown
+        assert html.esc(line) in page
+        assert " ".join(line.split()) in " ".join(terminal.split())
+
+
+def test_cli_writes_html_and_markdown(eval_file: Path, tmp_path: Path, capsys) -> None:
+    cli_main(["report", str(eval_file.parent), "--html", str(tmp_path / "r.html"), "--markdown", str(tmp_path / "r.md"),
+              "--json", str(tmp_path / "r.json")])
+    printed = capsys.readouterr().out
+    assert "heldout:test" in printed and "wrote" in printed
+    assert (tmp_path / "r.html").read_text().startswith("<!DOCTYPE html>")
+    assert "## Offline evaluation on tiny" in (tmp_path / "r.md").read_text()
+    assert json.loads((tmp_path / "r.json").read_text())["sections"][0]["kind"] == "eval"
+
+
+def test_every_kind_renders_with_its_figures(eval_file: Path, tmp_path: Path) -> None:
+    analysis = ab_analysis_result()
+    eval_data = json.loads(eval_file.read_text())
+    files = [
+        write_json(tmp_path / "matryoshka.json", matryoshka_eval(eval_data)),
+        write_json(tmp_path / "compare.json", compare_result()),
+        write_json(tmp_path / "analysis.json", analysis),
+        write_json(tmp_path / "decision.json", ab_decision_result(analysis)),
+        write_json(tmp_path / "train.json", training_result()),
+        write_json(tmp_path / "future.json", {"schema_version": 1, "kind": "something-new", "provenance": provenance(), "answer": 42}),
+    ]
+    report = json_report.build_report(files)
+    plotted = {figure.plot for section in report.sections for figure in section.figures}
+    assert {"metric_intervals", "recall_curves", "pareto", "dimension", "forest", "difference_histograms", "srm",
+            "ab_cumulative", "ab_daily", "training_curves"} <= plotted
+    for section in report.sections:
+        for figure in section.figures:
+            png = plots.render(figure.plot, figure.data)
+            assert png.startswith(b"\x89PNG"), figure.plot
+            assert figure.caption
+    kinds = [s.kind for s in report.sections]
+    assert kinds.count("ab-analysis") == 1  # the decision's analysis is the one given, shown once
+    unknown = next(s for s in report.sections if s.kind == "something-new")
+    assert unknown.badge == "NOT RENDERED" and any("no renderer" in n for n in unknown.notes)
+    decision = next(s for s in report.sections if s.kind == "ab-decision")
+    assert decision.badge == "PROMOTE"
+    page = html.render(report)
+    assert "could not be drawn" not in page
+    assert "something-new" in page and "PROMOTE" in page
+    markdown = markdown_eval.render(report)
+    assert "+0.0312" in markdown and "+0.0312" in terminal_text(report) and "+0.0312" in page
+
+
+def test_a_malformed_result_gets_a_section_not_a_crash(tmp_path: Path) -> None:
+    broken = write_json(tmp_path / "broken.json", {"schema_version": 1, "kind": "eval", "provenance": {}, "suites": "nonsense"})
+    report = json_report.build_report([broken])
+    assert report.sections[0].badge == "NOT RENDERED"
+    assert "Could not render" in report.sections[0].notes[0]
+    html.render(report)
+
+
+def test_a_file_that_is_not_a_result_is_an_error(tmp_path: Path) -> None:
+    bad = write_json(tmp_path / "x.json", {"hello": 1})
+    with pytest.raises(SystemExit) as exit_info:
+        cli_main(["report", str(bad), "--quiet"])
+    assert exit_info.value.code == 3
