@@ -222,9 +222,6 @@ def main(argv: list[str] | None = None) -> None:
             json.dump(report, fh, indent=1)
 
 
-if __name__ == "__main__":
-    main()
-
 
 # --------------------------------------------------------------------------- fast path
 
@@ -296,3 +293,7 @@ def run_many_fast(n: int, effect: float, users: int, days: int, seed: int, pre_d
             "srm_pvalue": float(scipy.stats.chisquare([series[-1][3][0].count(), series[-1][3][1].count()]).pvalue),
         })
     return out
+
+
+if __name__ == "__main__":
+    main()
