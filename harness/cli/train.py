@@ -1,0 +1,210 @@
+"""``harness mine`` and ``harness finetune``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from harness.cli.options import cache_option, data_option, out_option
+
+_synthetic_option = click.option(
+    "--synthetic",
+    type=click.Choice(["title-body", "inverse-cloze", "llm"]),
+    help="Make pairs from the corpus instead of the train split: title->body, inverse cloze, or an LLM endpoint.",
+)
+_llm_options = [
+    click.option("--llm-url", help="OpenAI-compatible endpoint for --synthetic llm, e.g. http://localhost:8000/v1."),
+    click.option("--llm-model", help="Model name at the endpoint, for --synthetic llm."),
+    click.option("--llm-key-env", default="OPENAI_API_KEY", show_default=True,
+                 help="Environment variable holding the endpoint's key (never logged or written)."),
+]
+
+
+def _apply(options):
+    def decorator(function):
+        for option in reversed(options):
+            function = option(function)
+        return function
+
+    return decorator
+
+
+def _echo(message: str) -> None:
+    click.echo(message, err=True)
+
+
+def _dims(text: str | None) -> tuple[int, ...] | None:
+    if not text:
+        return None
+    try:
+        return tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise click.BadParameter(f"expected comma-separated integers such as 384,256,128,64, got {text!r}") from None
+
+
+@click.command("mine")
+@data_option
+@out_option
+@click.option("--model", "model_name", default="default", show_default=True,
+              help="Bi-encoder that mines: the base model or a first-pass model folder.")
+@click.option("--pairs", "pairs_file", type=click.Path(path_type=Path), help="A pairs JSONL file instead of the train split.")
+@_synthetic_option
+@_apply(_llm_options)
+@click.option("--split", "train_split", default="train", show_default=True, help="Split whose judgements are the pairs.")
+@click.option("--range-min", type=int, default=0, show_default=True, help="Skip the first N candidates.")
+@click.option("--range-max", type=int, default=50, show_default=True, help="Consider candidates up to this rank.")
+@click.option("--relative-margin", type=float, default=0.05, show_default=True,
+              help="Drop candidates scoring within this share of the positive's score (TopK-PercPos95 is 0.05); negative to disable.")
+@click.option("--num-negatives", type=int, default=3, show_default=True)
+@click.option("--sampling", type=click.Choice(["top", "random"]), default="top", show_default=True)
+@click.option("--cross-encoder", "cross_encoder", help="Rescore candidates with this cross-encoder before the margin.")
+@click.option("--audit", type=int, default=0, help="Write N mined negatives and N margin-removed candidates to OUT/audit.md.")
+@click.option("--max-pairs", type=int, help="Mine for at most N pairs (seeded sample).")
+@click.option("--seed", type=int, default=42, show_default=True)
+@cache_option
+def mine(data, out, model_name, pairs_file, synthetic, llm_url, llm_model, llm_key_env, train_split, range_min, range_max,
+         relative_margin, num_negatives, sampling, cross_encoder, audit, max_pairs, seed, cache_dir):
+    """Mine hard negatives for training pairs (sentence-transformers' mine_hard_negatives).
+
+    Writes OUT/pairs.jsonl (the input pairs), OUT/negatives.jsonl (each pair with its
+    negatives and scores), OUT/mining.json (statistics) and, with --audit N, OUT/audit.md.
+    Document embeddings go through the harness cache.
+
+    \b
+    Example:
+      harness mine --data data/demo --out out/mined --audit 20
+      harness mine --data data/kb --synthetic inverse-cloze --out out/mined --model out/model
+    """
+    from adapters import default_cache_dir
+    from adapters.models import display_name
+    from harness.data import load_dataset
+    from harness.errors import HarnessError
+    import random
+
+    from harness.train.finetune import _known_positives, _load_bi_encoder
+    from harness.train.mining import MiningConfig, mine as mine_negatives, write_audit, write_mined
+    from harness.train.pairs import pairs_from_qrels, read_pairs, synthetic_pairs, write_pairs
+
+    if audit < 0:
+        raise HarnessError("--audit must be zero or positive")
+    dataset = load_dataset(data)
+    llm = {"url": llm_url, "model": llm_model, "key_env": llm_key_env} if synthetic == "llm" else None
+    if pairs_file:
+        pairs = read_pairs(pairs_file, dataset)
+    elif synthetic:
+        pairs = synthetic_pairs(dataset, synthetic, seed=seed, max_pairs=max_pairs, **(llm or {}))
+    else:
+        pairs = pairs_from_qrels(dataset, train_split)
+    if max_pairs and len(pairs) > max_pairs:
+        pairs = random.Random(seed).sample(pairs, max_pairs)
+    model = _load_bi_encoder(model_name, None)
+    mining_config = MiningConfig(
+        range_min=range_min, range_max=range_max, relative_margin=relative_margin if relative_margin >= 0 else None,
+        num_negatives=num_negatives, sampling_strategy=sampling, cross_encoder=cross_encoder,
+    )
+    result = mine_negatives(pairs, dataset, model, mining_config, cache_dir=cache_dir or default_cache_dir(), audit=audit,
+                            seed=seed, extra_positives=_known_positives(dataset, dataset.available_splits()))
+    out.mkdir(parents=True, exist_ok=True)
+    write_pairs(out / "pairs.jsonl", pairs)
+    write_mined(out / "negatives.jsonl", result)
+    stats = {"model": display_name(model_name), "dataset": dataset.name, "dataset_hash": dataset.hash, **result.stats}
+    (out / "mining.json").write_text(json.dumps(stats, indent=1) + "\n", encoding="utf-8")
+    removed = result.stats["removed_by_margin"]
+    scores = result.stats["scores"]
+    click.echo(
+        f"{result.stats['negatives']} negatives for {result.stats['pairs_with_negatives']} of {result.stats['pairs']} pairs "
+        f"in {result.stats['seconds']:.1f} s ({result.stats['documents_from_cache']} document vectors from the cache)"
+    )
+    click.echo(f"the relative margin removed {removed['candidates']} candidates ({removed['share']:.2%})")
+    for name in ("positive", "negative", "difference"):
+        dist = scores[name]
+        if dist.get("count"):
+            click.echo(f"  {name:<10} mean {dist['mean']:.4f}  p25 {dist['p25']:.4f}  median {dist['median']:.4f}  p75 {dist['p75']:.4f}")
+    if audit:
+        path = write_audit(out / "audit.md", result, audit, seed=seed)
+        click.echo(f"wrote {path}")
+    click.echo(f"wrote {out / 'negatives.jsonl'}")
+
+
+@click.command("finetune")
+@data_option
+@out_option
+@click.option("--base", default="default", show_default=True, help="Base model: a folder or hub name (default: all-MiniLM-L6-v2).")
+@click.option("--cross-encoder", "cross_encoder", is_flag=True, help="Train a cross-encoder reranker instead of a bi-encoder.")
+@click.option("--passes", type=click.Choice(["two", "in-batch", "hard-negatives"]), default="two", show_default=True,
+              help="two: in-batch pass then a pass with hard negatives mined by the pass-1 model.")
+@click.option("--loss", type=click.Choice(["mnrl", "cmnrl", "triplet"]), default="mnrl", show_default=True,
+              help="MultipleNegativesRanking, its cached variant (large batches in little memory), or Triplet.")
+@click.option("--matryoshka", help="Wrap the loss in MatryoshkaLoss with these dimensions, e.g. 384,256,128,64.")
+@click.option("--epochs", type=int, default=1, show_default=True, help="Epochs per pass (1 to 3 is the usual range).")
+@click.option("--pass2-epochs", type=int, help="Epochs of pass 2 (default: --epochs).")
+@click.option("--lr", type=float, default=2e-5, show_default=True)
+@click.option("--warmup", type=float, default=0.1, show_default=True, help="Warm-up share of the steps.")
+@click.option("--batch-size", type=int, default=32, show_default=True)
+@click.option("--mini-batch-size", type=int, default=32, show_default=True, help="Mini-batch of --loss cmnrl.")
+@click.option("--max-seq-length", type=int, help="Truncate texts to N tokens while training.")
+@click.option("--patience", type=int, default=1, show_default=True, help="Early stopping: epochs without validation gain.")
+@click.option("--pairs", "pairs_file", type=click.Path(path_type=Path), help="A pairs JSONL file instead of the train split.")
+@_synthetic_option
+@_apply(_llm_options)
+@click.option("--split", "train_split", default="train", show_default=True)
+@click.option("--validation-split", default="dev", show_default=True, help="Used when present; else a seeded share of train.")
+@click.option("--validation-share", type=float, default=0.1, show_default=True)
+@click.option("--max-pairs", type=int, help="Train on at most N pairs (seeded sample).")
+@click.option("--num-negatives", type=int, help="Hard negatives per pair (bi-encoder 1, cross-encoder 3).")
+@click.option("--range-max", type=int, default=50, show_default=True)
+@click.option("--relative-margin", type=float, default=0.05, show_default=True)
+@click.option("--mining-cross-encoder", help="Filter pass-2 candidates with this cross-encoder.")
+@click.option("--negatives-model", default="default", show_default=True, help="Bi-encoder mining the reranker's negatives.")
+@click.option("--keep-pass1", is_flag=True, help="Also keep the pass-1 model, in OUT/pass1_model, to measure pass 2.")
+@click.option("--resume", is_flag=True, help="Continue the interrupted run for this --out.")
+@click.option("--seed", type=int, default=42, show_default=True, help="Random seed, recorded in the card.")
+@cache_option
+def finetune(data, out, base, cross_encoder, passes, loss, matryoshka, epochs, pass2_epochs, lr, warmup, batch_size, mini_batch_size,
+             max_seq_length, patience, pairs_file, synthetic, llm_url, llm_model, llm_key_env, train_split, validation_split,
+             validation_share, max_pairs, num_negatives, range_max, relative_margin, mining_cross_encoder, negatives_model,
+             keep_pass1, resume, seed, cache_dir):
+    """Fine-tune a bi-encoder (two passes) or, with --cross-encoder, a reranker.
+
+    OUT is written only when complete (training runs in OUT/../.OUT.partial); it holds a
+    sentence-transformers model (`dense:OUT`, or `rerank(OUT,top=N,first=SPEC)`),
+    README.md and training_card.json (base, data hash, parameters, mining statistics,
+    validation before/after) and training_log.json (loss curves).
+
+    \b
+    Example:
+      harness finetune --data data/demo --base default --out out/ft
+      harness finetune --data data/demo --passes in-batch --loss cmnrl --batch-size 256 \\
+        --mini-batch-size 32 --matryoshka 384,256,128,64 --out out/ft-cmnrl
+      harness finetune --data data/demo --cross-encoder --out out/reranker
+      harness eval --data data/demo --retriever dense --retriever dense:out/ft --out out/eval
+    """
+    from harness.train.finetune import CrossEncoderConfig, FinetuneConfig, finetune as run_finetune, finetune_cross_encoder
+
+    llm = {"url": llm_url, "model": llm_model, "key_env": llm_key_env} if synthetic == "llm" else None
+    if cross_encoder:
+        config = CrossEncoderConfig(
+            epochs=epochs, learning_rate=lr, warmup_ratio=warmup, batch_size=batch_size, seed=seed,
+            num_negatives=num_negatives or 3, range_max=range_max,
+            relative_margin=relative_margin if relative_margin >= 0 else None, train_split=train_split,
+            validation_split=validation_split, validation_share=validation_share, max_pairs=max_pairs, synthetic=synthetic,
+        )
+        result = finetune_cross_encoder(data, out, base=None if base == "default" else base, negatives_model=negatives_model,
+                                        config=config, cache_dir=cache_dir, resume=resume, pairs_file=pairs_file, log=_echo)
+    else:
+        config = FinetuneConfig(
+            passes=passes, loss=loss, matryoshka_dims=_dims(matryoshka), epochs=epochs, pass2_epochs=pass2_epochs,
+            learning_rate=lr, warmup_ratio=warmup, batch_size=batch_size, mini_batch_size=mini_batch_size,
+            max_seq_length=max_seq_length, seed=seed, early_stopping_patience=patience, train_split=train_split,
+            validation_split=validation_split, validation_share=validation_share, max_pairs=max_pairs, synthetic=synthetic,
+            num_negatives=num_negatives or 1, range_max=range_max,
+            relative_margin=relative_margin if relative_margin >= 0 else None, mining_cross_encoder=mining_cross_encoder,
+            keep_pass1=keep_pass1,
+        )
+        result = run_finetune(data, base, out, config, cache_dir=cache_dir, resume=resume, pairs_file=pairs_file, llm=llm, log=_echo)
+    before, after = result.metrics["before"], result.metrics["after"]
+    for metric in sorted(after):
+        click.echo(f"{metric}: {before.get(metric, float('nan')):.4f} -> {after[metric]:.4f}")
+    click.echo(f"wrote {result.path}")
