@@ -140,7 +140,7 @@ def fmt(value: Any, digits: int = 4) -> str:
         return f"{value:,}"
     if not math.isfinite(value):
         return "-"
-    if value != 0 and (abs(value) < 10 ** -(digits - 1) or abs(value) >= 10**6):
+    if value != 0 and (abs(value) < 1e-4 or abs(value) >= 10**7):
         return f"{value:.{max(1, digits - 2)}e}"
     return f"{value:.{digits}f}" if abs(value) < 10 else f"{value:,.{max(0, digits - 3)}f}"
 
@@ -224,6 +224,7 @@ def build_report(paths: list[str | Path], title: str | None = None) -> Report:
 
 def build_report_from(results: list[tuple[str, dict[str, Any]]], title: str | None = None) -> Report:
     sections: list[Section] = []
+    known = known_retrievers(results)
     analyses = {_analysis_key(data) for _, data in results if data.get("kind") == "ab-analysis"}
     for index, (source, data) in enumerate(results):
         kind = str(data.get("kind"))
@@ -233,6 +234,8 @@ def build_report_from(results: list[tuple[str, dict[str, Any]]], title: str | No
                 new = [generic_section(source, data, note=f"This harness has no renderer for result kind {kind!r}; its fields are listed as they are.")]
             elif kind == "ab-decision":
                 new = builder(source, data, skip_analysis=_analysis_key(data.get("analysis") or {}) in analyses)
+            elif kind in ("compare", "gate"):
+                new = builder(source, data, known=known)
             else:
                 new = builder(source, data)
         except Exception as exc:  # a malformed or newer result still gets a section
@@ -260,6 +263,32 @@ def build_report_from(results: list[tuple[str, dict[str, Any]]], title: str | No
         kinds = sorted({str(d.get("kind")) for _, d in results})
         title = "Embedding harness report: " + ", ".join(kinds)
     return Report(title=title, sections=sections, sources=sources)
+
+
+def known_retrievers(results: list[tuple[str, dict[str, Any]]]) -> dict[str, dict[str, Any]]:
+    """spec -> description of every retriever in the eval results given, or named as ``sources``
+    of a compare or gate result (read where the file exists), to caption their figures."""
+    known: dict[str, dict[str, Any]] = {}
+    evals = [data for _, data in results if data.get("kind") == "eval"]
+    for source, data in results:
+        sources = data.get("sources") if isinstance(data.get("sources"), list) else []
+        policy = data.get("policy") if isinstance(data.get("policy"), dict) else {}
+        sources = sources + (policy.get("results") if isinstance(policy.get("results"), list) else [])
+        for path in sources:
+            for candidate in (Path(str(path)), Path(source).parent / str(path)):
+                try:
+                    if candidate.is_file():
+                        loaded = read_result(candidate)
+                        if loaded.get("kind") == "eval":
+                            evals.append(loaded)
+                        break
+                except Exception:
+                    continue
+    for data in evals:
+        for r in data.get("retrievers") or []:
+            if isinstance(r, dict) and r.get("spec"):
+                known.setdefault(r["spec"], r.get("description") or {})
+    return known
 
 
 def _analysis_key(data: dict[str, Any]) -> tuple:
@@ -593,7 +622,7 @@ def eval_figures(data: dict[str, Any], metrics: list[str]) -> list[Figure]:
 
 
 def _comparisons(data: dict[str, Any]) -> list[dict[str, Any]]:
-    for key in ("comparisons", "results", "checks"):
+    for key in ("comparisons", "results"):
         value = data.get(key)
         if isinstance(value, list) and value and isinstance(value[0], dict) and "difference" in value[0]:
             return value
@@ -629,36 +658,33 @@ def comparison_table(comparisons: list[dict[str, Any]], title: str = "Paired com
     confidence = comparisons[0].get("confidence") if comparisons else None
     return Table(
         title,
-        ["suite", "metric", "baseline", "candidate", "n", "baseline", "candidate", "difference", "d_z", "p", "p adj.", "significant", "W/T/L", "MDE"],
+        ["suite", "metric", "baseline", "candidate", "n", "baseline mean", "candidate mean", "difference", "d_z", "p", "p adj.", "significant", "W/T/L", "MDE"],
         rows,
         note=(f"Difference = candidate - baseline, paired on the same queries, with its {confidence:.0%} paired-bootstrap interval; " if confidence else "")
         + "p from the paired randomization test; p adj. after the multiplicity correction; W/T/L: queries won, tied, lost; MDE: minimum detectable effect at 80% power.",
     )
 
 
-def compare_caption(data: dict[str, Any]) -> str:
+def _known_models(specs: list[str], known: dict[str, dict[str, Any]]) -> str:
     parts = []
-    models = data.get("models") or data.get("retrievers") or {}
-    if isinstance(models, dict) and models:
-        parts.append("Models: " + "; ".join(f"{k} @{short(v if isinstance(v, str) else (v or {}).get('fingerprint'))}" for k, v in models.items()) + ".")
-    elif isinstance(models, list) and models:
-        parts.append("Models: " + "; ".join(
-            f"{m.get('spec')} = {retriever_identity(m.get('description') or {})}" if isinstance(m, dict) else str(m) for m in models) + ".")
+    for spec in specs:
+        if spec in known:
+            parts.append(f"{spec} = {retriever_identity(known[spec])}")
+        else:
+            parts.append(f"{spec} (fingerprint not recorded in this result)")
+    return "; ".join(parts)
+
+
+def compare_caption(data: dict[str, Any], specs: list[str], known: dict[str, dict[str, Any]]) -> str:
+    parts = []
+    if specs:
+        parts.append("Models: " + _known_models(specs, known) + ".")
     dataset = data.get("dataset")
     if isinstance(dataset, dict) and dataset:
         parts.append("Data: " + dataset_line(dataset) + ".")
-    inputs = data.get("inputs") or data.get("sources")
-    if isinstance(inputs, list) and inputs:
-        described = []
-        for item in inputs:
-            if isinstance(item, dict):
-                described.append(
-                    f"{item.get('path') or item.get('file') or '?'}"
-                    + (f" (dataset {short(item.get('dataset_hash') or (item.get('dataset') or {}).get('hash'))})" if (item.get("dataset_hash") or isinstance(item.get("dataset"), dict)) else "")
-                )
-            else:
-                described.append(str(item))
-        parts.append("Inputs: " + ", ".join(described) + ".")
+    sources = data.get("sources")
+    if isinstance(sources, list) and sources:
+        parts.append("From: " + ", ".join(str(s) for s in sources) + ".")
     parts.append("Versions: " + versions(data.get("provenance") or {}, ("scipy", "statsmodels", "numpy")) + ".")
     return " ".join(parts)
 
@@ -685,27 +711,95 @@ def moved_table(comparisons: list[dict[str, Any]]) -> Table | None:
     return Table("Queries that moved most", ["comparison", "suite, metric", "query", "text", "baseline", "candidate", "difference"], rows)
 
 
-def compare_sections(source: str, data: dict[str, Any]) -> list[Section]:
+def forest_rows(comparisons: list[dict[str, Any]], thresholds: list[float | None] | None = None) -> list[dict[str, Any]]:
+    keys = ("suite", "metric", "baseline", "candidate", "difference", "ci_low", "ci_high", "significant", "mde", "label")
+    rows = [{k: c.get(k) for k in keys} for c in comparisons]
+    for row, threshold in zip(rows, thresholds or []):
+        row["threshold"] = threshold
+    return rows
+
+
+def decision_tables(data: dict[str, Any]) -> list[Table]:
+    tables = []
+    for block in data.get("decision_table") or []:
+        rows = []
+        for r in block.get("rows") or []:
+            diff = r.get("difference")
+            rows.append(
+                [
+                    Cell(r.get("arm", "-") + (" (baseline)" if r.get("arm") == data.get("baseline") else ""), r.get("arm")),
+                    num(r.get("quality")),
+                    Cell(signed(diff) if diff is not None else "-", diff, detail=interval(r.get("ci_low"), r.get("ci_high"), 4, sign=True)),
+                    Cell(pvalue(r.get("p_adjusted")), r.get("p_adjusted")),
+                    num(r.get("p50_ms"), 3),
+                    num(r.get("p95_ms"), 3),
+                    num(r.get("build_seconds"), 3),
+                    num(r.get("encode_seconds"), 3),
+                    num(r.get("dimension")),
+                    Cell("yes" if r.get("pareto") else "no", int(bool(r.get("pareto"))), tone="good" if r.get("pareto") else ""),
+                ]
+            )
+        tables.append(
+            Table(
+                f"Decision table: {block.get('suite')}, {metric_label(str(block.get('metric')))} ({block.get('n', '?')} queries)",
+                ["arm", "quality", "difference", "p adj.", "p50 ms", "p95 ms", "build s", "encode s", "dim", "Pareto front"],
+                rows,
+                note="Quality against p95 latency: an arm is on the Pareto front when no other arm is both better and faster.",
+            )
+        )
+    return tables
+
+
+def pareto_figures(data: dict[str, Any], caption: str, limit: int = 3) -> list[Figure]:
+    figures = []
+    for block in (data.get("decision_table") or [])[:limit]:
+        points, front, intervals = {}, [], {}
+        for r in block.get("rows") or []:
+            if r.get("quality") is None or r.get("p95_ms") is None:
+                continue
+            points[r["arm"]] = [r["quality"], r["p95_ms"]]
+            if r.get("pareto"):
+                front.append(r["arm"])
+        if len(points) < 2:
+            continue
+        figures.append(
+            Figure("", f"{metric_label(str(block.get('metric')))} against p95 latency ({block.get('suite')})", "pareto",
+                   {"metric": block.get("metric"), "suite": block.get("suite"), "points": points, "front": front, "intervals": intervals,
+                    "front_source": "Pareto flags of the comparison's decision table"},
+                   caption, alt="Quality against 95th-percentile latency with the Pareto front of the comparison")
+        )
+    return figures
+
+
+def compare_sections(source: str, data: dict[str, Any], known: dict[str, dict[str, Any]] | None = None) -> list[Section]:
+    known = known or {}
     comparisons = _comparisons(data)
-    section = Section(title="Comparison with the baseline", kind=str(data.get("kind")), source=source,
-                      provenance=provenance_line(data.get("provenance") or {}, ("scipy", "statsmodels", "numpy")))
-    caption = compare_caption(data)
+    baseline = data.get("baseline") or (comparisons[0].get("baseline") if comparisons else None)
+    candidates = data.get("candidates") or sorted({str(c.get("candidate")) for c in comparisons})
+    specs = [s for s in [baseline, *candidates] if s]
+    section = Section(
+        title=f"Comparison with the baseline {baseline}" if baseline else "Comparison",
+        kind=str(data.get("kind")), source=source,
+        provenance=provenance_line(data.get("provenance") or {}, ("scipy", "statsmodels", "numpy")),
+    )
+    options = data.get("options") or {}
+    if options:
+        section.intro.append(
+            f"Test: {options.get('test', '?')}; interval: {options.get('interval', '?')}; correction {options.get('correction', '?')}, "
+            f"alpha {options.get('alpha', '?')}, {fmt(options.get('n_resamples'))} resamples, seed {options.get('seed', '?')}"
+            + (f"; a seeded sample of at most {options['max_queries']} queries per suite" if options.get("max_queries") else "") + "."
+        )
+    caption = compare_caption(data, specs, known)
     for c in comparisons:
         verdict = "significant" if c.get("significant") else ("not significant" if c.get("significant") is False else "")
         section.headline.append(
             f"{c.get('candidate')} vs {c.get('baseline')} on {c.get('suite')}, {metric_label(str(c.get('metric')))}: "
-            f"{signed(c.get('difference'))} ({interval(c.get('ci_low'), c.get('ci_high'), 4, sign=True)})"
+            f"{signed(c.get('difference'))} {interval(c.get('ci_low'), c.get('ci_high'), 4, sign=True)}"
             + (f", p adj. {pvalue(c.get('p_adjusted'))}, {verdict}" if verdict else f", p {pvalue(c.get('p_value'))}")
         )
     if comparisons:
-        section.tables.append(comparison_table(comparisons))
-        moved = moved_table(comparisons)
-        if moved:
-            section.tables.append(moved)
         section.figures.append(
-            Figure("", "Differences with their confidence intervals", "forest",
-                   {"rows": [{k: c.get(k) for k in ("suite", "metric", "baseline", "candidate", "difference", "ci_low", "ci_high", "significant", "mde")}
-                             for c in comparisons]},
+            Figure("", "Paired differences with their confidence intervals", "forest", {"rows": forest_rows(comparisons)},
                    caption, alt="Mean paired difference of each candidate with its interval; zero means no difference")
         )
         diffs = per_query_differences(data, comparisons)
@@ -715,111 +809,138 @@ def compare_sections(source: str, data: dict[str, Any]) -> list[Section]:
                        alt="Histogram of candidate minus baseline score per query")
             )
         else:
-            section.notes.append("This result carries no per-query differences, so their distribution is not drawn.")
+            section.notes.append("This compare result carries no per-query differences, so their distribution is not drawn.")
+    section.figures.extend(pareto_figures(data, caption))
     pareto = pareto_points(data)
     if pareto:
         section.figures.append(
             Figure("", f"{metric_label(pareto['metric'])} against p95 latency", "pareto", pareto, caption,
                    alt="Quality against 95th-percentile latency with the Pareto front from the comparison")
         )
-    if not comparisons and not pareto:
+    if comparisons:
+        section.tables.append(comparison_table(comparisons))
+    section.tables.extend(decision_tables(data))
+    if comparisons:
+        moved = moved_table(comparisons)
+        if moved:
+            section.tables.append(moved)
+    for warning in data.get("warnings") or []:
+        section.notes.append(f"warning: {warning}")
+    if not comparisons and not section.tables:
         return [generic_section(source, data, note="No comparisons found in this result; its fields are listed as they are.")]
     return [section]
 
 
 def per_query_differences(data: dict[str, Any], comparisons: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per-query differences where the result carries them (``differences`` per comparison)."""
     out = []
     for c in comparisons:
-        values = c.get("differences") or c.get("per_query_differences") or c.get("per_query")
+        values = c.get("differences") or c.get("per_query_differences")
         if isinstance(values, dict):
             values = list(values.values())
         if isinstance(values, list) and values and all(isinstance(v, (int, float)) for v in values):
             out.append({"label": f"{c.get('candidate')} vs {c.get('baseline')}: {c.get('suite')} {c.get('metric')}",
                         "values": values, "difference": c.get("difference")})
-    block = data.get("per_query_differences")
-    if isinstance(block, list):
-        for item in block:
-            if isinstance(item, dict) and isinstance(item.get("values"), (list, dict)):
-                values = list(item["values"].values()) if isinstance(item["values"], dict) else item["values"]
-                out.append({"label": item.get("label") or f"{item.get('candidate')} vs {item.get('baseline')}", "values": values,
-                            "difference": item.get("difference")})
     return out
 
 
 def pareto_points(data: dict[str, Any]) -> dict[str, Any] | None:
+    """A ``pareto`` block (arms with quality, p95 latency and a front flag), where a result has one."""
     block = data.get("pareto")
     if not block:
         return None
     arms = block.get("arms") if isinstance(block, dict) else block
     if not isinstance(arms, list) or not arms:
         return None
-    points, front, intervals = {}, [], {}
+    points, front = {}, []
     for arm in arms:
         name = arm.get("spec") or arm.get("name") or arm.get("arm")
         quality = arm.get("quality", arm.get("mean"))
-        latency = arm.get("latency_p95_ms", arm.get("p95_ms", arm.get("latency")))
+        latency = arm.get("latency_p95_ms", arm.get("p95_ms"))
         if name is None or quality is None or latency is None:
             continue
         points[name] = [quality, latency]
-        if arm.get("on_front", arm.get("pareto", arm.get("front"))):
+        if arm.get("on_front", arm.get("pareto")):
             front.append(name)
-        if arm.get("ci_low") is not None:
-            intervals[name] = [arm.get("ci_low"), arm.get("ci_high")]
     if not points:
         return None
     metric = (block.get("metric") if isinstance(block, dict) else None) or "quality"
     return {"metric": metric, "suite": (block.get("suite") if isinstance(block, dict) else "") or "",
-            "points": points, "front": front, "intervals": intervals, "front_source": "from the comparison result"}
+            "points": points, "front": front, "intervals": {}, "front_source": "from the comparison result"}
 
 
-def gate_sections(source: str, data: dict[str, Any]) -> list[Section]:
-    decision = data.get("decision") or data.get("verdict") or data.get("outcome")
-    if isinstance(decision, dict):
-        decision = decision.get("decision") or decision.get("verdict")
-    section = Section(title="Promotion gate", kind="gate", source=source,
-                      provenance=provenance_line(data.get("provenance") or {}, ("scipy", "statsmodels", "numpy")))
-    if decision:
-        section.badge = str(decision).upper()
-        section.badge_tone = {"pass": "good", "promote": "good", "fail": "bad", "rollback": "bad", "roll back": "bad"}.get(str(decision).lower(), "warn")
-        section.headline.append(f"Gate: {str(decision).upper()}" + (f" for {data.get('candidate')}" if data.get("candidate") else "")
-                                + (f" against {data.get('baseline')}" if data.get("baseline") else ""))
-    for reason in data.get("reasons") or []:
-        section.headline.append(str(reason))
-    checks = data.get("checks") or data.get("rules") or []
-    if isinstance(checks, list) and checks and isinstance(checks[0], dict):
-        columns: list[str] = []
-        for check in checks:
-            for key, value in check.items():
-                if key not in columns and not isinstance(value, (dict, list)):
-                    columns.append(key)
-        rows = []
-        for check in checks:
-            row = []
-            for key in columns:
-                value = check.get(key)
-                cell = num(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else text(value if not isinstance(value, bool) else ("yes" if value else "no"))
-                if key in ("passed", "pass", "ok", "status", "outcome", "verdict") and value is not None:
-                    good = value in (True, "pass", "passed", "ok")
-                    cell.tone = "good" if good else ("bad" if value in (False, "fail", "failed") else "warn")
-                row.append(cell)
-            rows.append(row)
-        section.tables.append(Table("Policy checks", columns, rows))
-    comparisons = _comparisons(data) or ((data.get("compare") or {}).get("comparisons") if isinstance(data.get("compare"), dict) else None) or []
-    if comparisons:
-        section.tables.append(comparison_table(comparisons, "Comparisons the gate read"))
+GATE_TONES = {"pass": "good", "fail": "bad", "inconclusive": "warn"}
+
+
+def gate_sections(source: str, data: dict[str, Any], known: dict[str, dict[str, Any]] | None = None) -> list[Section]:
+    known = known or {}
+    status = str(data.get("status") or "?")
+    baseline, candidate = data.get("baseline"), data.get("candidate")
+    section = Section(
+        title=f"Promotion gate: {candidate} vs {baseline}",
+        kind="gate", source=source,
+        provenance=provenance_line(data.get("provenance") or {}, ("scipy", "statsmodels", "numpy")),
+        badge=status.upper(), badge_tone=GATE_TONES.get(status, "warn"),
+    )
+    summary = data.get("summary") or {}
+    section.headline.append(
+        f"Gate {status.upper()} (exit {data.get('exit_code', '?')}): "
+        + ", ".join(f"{summary.get(s, 0)} {s}" for s in ("pass", "fail", "inconclusive") if s in summary or not summary)
+    )
+    checks = [c for c in data.get("checks") or [] if isinstance(c, dict)]
+    for check in checks:
+        section.headline.append(f"{str(check.get('status', '?')).upper()}: {check.get('name')} -- {check.get('reason', '')}")
+    rows = []
+    stats_checks, thresholds = [], []
+    for check in checks:
+        n = check.get("numbers") or {}
+        tone = GATE_TONES.get(str(check.get("status")), "")
+        is_stat = check.get("type") != "budget"
+        if is_stat:
+            stats_checks.append(n | {"label": check.get("name"), "significant": check.get("status") == "pass" and check.get("type") == "superiority"})
+            thresholds.append(-n["margin"] if check.get("type") == "non-inferiority" and n.get("margin") is not None else n.get("min_lift"))
+        rows.append(
+            [
+                Cell(str(check.get("status", "-")), str(check.get("status")), tone=tone),
+                text(check.get("name")),
+                text(check.get("type")),
+                text(check.get("suite")),
+                text(check.get("metric")),
+                Cell(signed(n.get("difference")), n.get("difference"), detail=interval(n.get("ci_low"), n.get("ci_high"), 4, sign=True)) if is_stat else Cell(fmt(n.get("value"), 3), n.get("value")),
+                Cell(pvalue(n.get("p_adjusted") if n.get("p_adjusted") is not None else n.get("p_value")), n.get("p_adjusted", n.get("p_value"))) if is_stat else Cell("-"),
+                num(n.get("mde")) if is_stat else Cell("-"),
+                Cell(fmt(-n["margin"] if n.get("margin") is not None else n.get("min_lift"), 4) if is_stat else f"limit {fmt(n.get('limit'), 3)}",
+                     n.get("limit") if not is_stat else None),
+                text(check.get("reason")),
+            ]
+        )
+    if rows:
+        section.tables.append(
+            Table("Checks", ["status", "check", "type", "suite", "metric", "difference / value", "p (adj.)", "MDE", "threshold", "reason"], rows,
+                  note="Superiority: one-sided paired randomization test against min_lift; non-inferiority: the interval's lower bound against -margin; budgets: the candidate's cost against its limit.")
+        )
+    dataset = data.get("dataset") or {}
+    caption = (
+        "Models: " + _known_models([s for s in (baseline, candidate) if s], known) + ". "
+        + (f"Data: {dataset_line(dataset)}. " if dataset else "")
+        + "Versions: " + versions(data.get("provenance") or {}, ("scipy", "statsmodels", "numpy")) + "."
+    )
+    if stats_checks:
         section.figures.append(
-            Figure("", "Differences with their confidence intervals", "forest",
-                   {"rows": [{k: c.get(k) for k in ("suite", "metric", "baseline", "candidate", "difference", "ci_low", "ci_high", "significant", "mde")}
-                             for c in comparisons]},
-                   compare_caption(data), alt="Mean paired difference of each candidate with its interval")
+            Figure("", "Gate checks: differences, intervals and thresholds", "forest", {"rows": forest_rows(stats_checks, thresholds)},
+                   caption, alt="Each statistical check's paired difference with its interval and the threshold it is judged against")
         )
     policy = data.get("policy")
+    options = data.get("options") or {}
     if isinstance(policy, dict):
-        section.notes.append("Policy: " + json.dumps(policy, sort_keys=True, default=str)[:600])
-    elif isinstance(policy, str):
-        section.notes.append(f"Policy: {policy}")
-    if not section.headline and not section.tables:
-        return [generic_section(source, data, note="This gate result has no decision or checks this renderer knows; its fields are listed as they are.")]
+        section.intro.append(
+            f"Policy {policy.get('path', '?')} (sha256 {short(policy.get('sha256'))})"
+            + (f"; overrides: {policy['overrides']}" if policy.get("overrides") else "")
+            + (f". Superiority: {options.get('superiority_test')}, {options.get('correction')} correction; intervals: {options.get('interval')}; "
+               f"{fmt(options.get('n_resamples'))} resamples, seed {options.get('seed')}." if options else ".")
+        )
+    if not checks:
+        return [generic_section(source, data, note="This gate result has no checks this renderer knows; its fields are listed as they are.")]
     return [section]
 
 

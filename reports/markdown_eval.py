@@ -44,7 +44,10 @@ def render_section(section: Section, external: Callable[[Section], str | None] |
     parts = [f"## {section.title}{badge}", "", f"`{section.kind}` result from `{section.source}`", ""]
     replacement = external(section) if external else None
     if replacement:
-        parts += [replacement.strip(), ""]
+        lines = replacement.strip().splitlines()
+        if lines and lines[0].startswith("## "):  # the section's own heading says it already
+            lines = lines[1:]
+        parts += ["\n".join("#" + line if line.startswith("## ") else line for line in lines).strip(), ""]
     else:
         parts += [line for text in section.intro for line in (text, "")]
         if section.headline:

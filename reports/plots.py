@@ -188,21 +188,32 @@ def dimension(data: dict[str, Any]):
 
 def forest(data: dict[str, Any]):
     rows = data["rows"]
-    fig = _figure(9, 1.0 + 0.36 * len(rows))
+    fig = _figure(9, 1.2 + 0.4 * len(rows))
     ax = fig.subplots()
     labels = []
+    drew_threshold = False
     for i, row in enumerate(rows):
         diff, low, high = row.get("difference"), row.get("ci_low"), row.get("ci_high")
         color = NEUTRAL if not row.get("significant") else (GOOD if (diff or 0) > 0 else BAD)
         if _finite(diff, low, high):
             ax.errorbar(diff, i, xerr=[[diff - low], [high - diff]], fmt="o", color=color, capsize=3, ms=5)
+            ax.annotate(f"{diff:+.4f}", (high, i), xytext=(5, 0), textcoords="offset points", va="center", fontsize=8, color="#444")
         elif _finite(diff):
             ax.plot(diff, i, "o", color=color)
-        labels.append(_label(f"{row.get('candidate')} vs {row.get('baseline')} · {row.get('suite')} · {row.get('metric')}", 70))
+        threshold = row.get("threshold")
+        if _finite(threshold):
+            ax.plot([threshold, threshold], [i - 0.35, i + 0.35], color="#b15928", lw=2, label=None if drew_threshold else "threshold of the check")
+            drew_threshold = True
+        label = row.get("label") or f"{row.get('candidate')} vs {row.get('baseline')} · {row.get('suite')} · {row.get('metric')}"
+        labels.append(_label(label, 60))
     ax.axvline(0, color="black", lw=0.9)
     ax.set_yticks(range(len(rows)), labels, fontsize=8.5)
     ax.set_ylim(len(rows) - 0.5, -0.5)
-    ax.set_xlabel("mean difference, candidate - baseline (interval; green/red: significant after correction)", fontsize=9)
+    ax.set_xlabel("mean paired difference, candidate - baseline, with its interval (green/red: significant)", fontsize=9)
+    left, right = ax.get_xlim()
+    ax.set_xlim(left, right + (right - left) * 0.12)
+    if drew_threshold:
+        ax.legend(fontsize=8, frameon=False, loc="best")
     _style(ax)
     return fig
 

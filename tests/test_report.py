@@ -29,6 +29,26 @@ def eval_file(tmp_path_factory) -> Path:
     return root / "eval" / "result.json"
 
 
+@pytest.fixture(scope="module")
+def compare_and_gate_files(eval_file: Path) -> tuple[Path, Path]:
+    """Real ``harness compare`` and ``harness gate`` results on the tiny evaluation."""
+    root = eval_file.parent.parent
+    cli_main(["compare", str(eval_file), "--baseline", "bm25", "--resamples", "199", "--out", str(root / "compare")])
+    policy = root / "gate.toml"
+    policy.write_text(
+        f'baseline = "bm25"\ncandidate = "{SPECS[1]}"\nresults = ["{eval_file}"]\nn_resamples = 199\n\n'
+        '[[check]]\ntype = "superiority"\nname = "better on held-out"\nsuite = "heldout"\nmetric = "ndcg@10"\n\n'
+        '[[check]]\ntype = "non-inferiority"\nname = "no worse on identity"\nsuite = "slice:subdomain=identity"\n'
+        'metric = "ndcg@10"\nmargin = 0.02\n\n[budgets]\np95_latency_ms = 250\n',
+        encoding="utf-8",
+    )
+    try:
+        cli_main(["gate", "--policy", str(policy), "--out", str(root / "gate")])
+    except SystemExit as exc:  # the gate exits 1 (fail) or 2 (inconclusive) by design
+        assert exc.code in (0, 1, 2)
+    return root / "compare" / "compare.json", root / "gate" / "gate.json"
+
+
 def terminal_text(report) -> str:
     buffer = io.StringIO()
     print_report(report, Console(file=buffer, width=220, color_system=None))
@@ -233,6 +253,26 @@ def test_every_kind_renders_with_its_figures(eval_file: Path, tmp_path: Path) ->
     assert "something-new" in page and "PROMOTE" in page
     markdown = markdown_eval.render(report)
     assert "+0.0312" in markdown and "+0.0312" in terminal_text(report) and "+0.0312" in page
+
+
+def test_real_compare_and_gate_results(eval_file: Path, compare_and_gate_files: tuple[Path, Path], tmp_path: Path) -> None:
+    compare_file, gate_file = compare_and_gate_files
+    report = json_report.build_report([compare_file, gate_file])
+    compare, gate = report.sections
+    assert compare.kind == "compare" and gate.kind == "gate"
+    assert gate.badge in ("PASS", "FAIL", "INCONCLUSIVE")
+    assert any(t.title.startswith("Decision table") for t in compare.tables)
+    assert {f.plot for f in compare.figures} >= {"forest", "pareto"}
+    assert [f.plot for f in gate.figures] == ["forest"]
+    # the fingerprint line of each figure comes from the eval the compare and gate read
+    assert all("bm25s" in f.caption for f in compare.figures + gate.figures)
+    gate_data = json.loads(gate_file.read_text())
+    markdown = markdown_eval.render(report)
+    assert gate_data["checks"][0]["reason"] in markdown  # reports.markdown's gate table
+    page = html.render(report)
+    assert "could not be drawn" not in page
+    assert html.esc(gate_data["checks"][0]["reason"]) in page
+    assert gate_data["checks"][0]["reason"] in " ".join(terminal_text(report).split()) or gate_data["checks"][0]["name"] in terminal_text(report)
 
 
 def test_a_malformed_result_gets_a_section_not_a_crash(tmp_path: Path) -> None:
