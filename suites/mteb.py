@@ -253,6 +253,12 @@ class MTEBSuite(Suite):
         details["aggregation"] = "mean over tasks of each task's mean" if prefix else "mean over queries"
         excluded = {"mteb_tasks_skipped": len(details["skipped_tasks"])} if details["skipped_tasks"] else {}
         split = self.split or (context.default_split if any(r.kind == "context" for r in refs) else None)
+        intervals = {}
+        if len(outcomes) == 1:  # with several tasks the aggregate is a mean of means: no interval given
+            from harness import metrics as metric_lib
+
+            if hasattr(metric_lib, "mean_intervals"):
+                intervals = {spec: metric_lib.mean_intervals(metrics) for spec, metrics in per_query.items()}
         return SuiteResult(
             name=self.name,
             kind=self.kind,
@@ -262,6 +268,7 @@ class MTEBSuite(Suite):
             per_query={spec: metrics for spec, metrics in per_query.items() if outcomes},
             aggregates=aggregates if outcomes else {},
             details=details,
+            intervals=intervals,
         )
 
     def _resolve_refs(self, details: dict[str, Any]) -> list[TaskRef]:
@@ -627,6 +634,16 @@ def _write_qrels(task: Any, path: Path) -> None:
     tmp.replace(path)
 
 
+def trec_eval_order(run: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
+    """Each query's hits in trec_eval's order: score descending, ties by doc id descending.
+
+    mteb scores with pytrec_eval, which breaks ties that way; ranx keeps the insertion order
+    of tied hits. Handing ranx the hits in trec_eval's order makes the harness's per-query
+    figures equal mteb's even where scores tie (duplicate documents, degenerate models).
+    """
+    return {qid: dict(sorted(hits.items(), key=lambda item: (item[1], item[0]), reverse=True)) for qid, hits in run.items()}
+
+
 def _per_query(
     predictions_file: Path, qrels_path: Path, ignore_identical_ids: bool, metrics: list[str], metric_lib: Any
 ) -> dict[str, dict[str, float]]:
@@ -642,7 +659,7 @@ def _per_query(
         run = predictions.get(subset, {}).get(split, {})
         if ignore_identical_ids:
             run = {qid: {d: s for d, s in hits.items() if d != qid} for qid, hits in run.items()}
-        scores = metric_lib.per_query(qrels, run, metrics)
+        scores = metric_lib.per_query(qrels, trec_eval_order(run), metrics)
         for metric, values in scores.items():
             combined[metric].update({(f"{split}/{subset}/{q}" if several else q): v for q, v in values.items()})
     return combined
