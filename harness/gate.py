@@ -224,11 +224,16 @@ def load_policy(path: str | Path, overrides: dict[str, Any] | None = None) -> Po
     results_raw = get("results", list, default=[])
     results = []
     for item in results_raw:
-        if not isinstance(item, str):
-            raise fail("results", f"'results' must be a list of file paths, got {item!r}")
-        file = (base_dir / item) if not Path(item).is_absolute() else Path(item)
-        if not file.is_file():
-            raise fail("results", f"'results': result file {item!r} does not exist (looked for {file})")
+        if "results" in overrides:
+            file = Path(item)
+            if not file.is_file():
+                raise HarnessError(f"--results: result file {item} does not exist")
+        else:
+            if not isinstance(item, str):
+                raise fail("results", f"'results' must be a list of file paths, got {item!r}")
+            file = (base_dir / item) if not Path(item).is_absolute() else Path(item)
+            if not file.is_file():
+                raise fail("results", f"'results': result file {item!r} does not exist (looked for {file})")
         results.append(file)
     data_raw = get("data", (str, Path))
     data = None

@@ -116,8 +116,9 @@ def effect_size(baseline: Any, candidate: Any) -> np.ndarray | float:
     d = c - b
     mean = np.mean(d, axis=-1)
     sd = np.std(d, axis=-1, ddof=1)
+    varies = sd > TIE_TOLERANCE  # rounding leaves ~1e-17 where every difference is the same
     with np.errstate(divide="ignore", invalid="ignore"):
-        dz = np.where(sd > 0, mean / np.where(sd > 0, sd, 1.0), np.where(np.abs(mean) > TIE_TOLERANCE, np.sign(mean) * np.inf, 0.0))
+        dz = np.where(varies, mean / np.where(varies, sd, 1.0), np.where(np.abs(mean) > TIE_TOLERANCE, np.sign(mean) * np.inf, 0.0))
     return _scalar(dz)
 
 
@@ -155,8 +156,8 @@ def bootstrap_ci(
             n_resamples=n_resamples,
             confidence_level=confidence,
             method=method,
-            rng=np.random.default_rng(seed),
             batch=_batch_size(b, n_resamples),
+            **_rng_argument(bootstrap, seed),
         )
     low = np.asarray(result.confidence_interval.low, dtype=float)
     high = np.asarray(result.confidence_interval.high, dtype=float)
@@ -196,8 +197,8 @@ def permutation_pvalue(
         axis=-1,
         n_resamples=n_resamples,
         alternative=alternative,
-        rng=np.random.default_rng(seed),
         batch=_batch_size(b, n_resamples),
+        **_rng_argument(permutation_test, seed),
     )
     return _scalar(np.clip(np.asarray(result.pvalue, dtype=float), 0.0, 1.0))
 
@@ -262,7 +263,7 @@ def minimum_detectable_effect(
     """
     if n < 2 or not math.isfinite(sd):
         return float("nan")
-    if sd <= 0:
+    if sd <= TIE_TOLERANCE:
         return 0.0
     from scipy.stats import norm
     from statsmodels.stats.power import TTestPower
@@ -336,6 +337,14 @@ def pareto_front(points: dict[str, tuple[float, float]]) -> set[str]:
         if not dominated:
             front.add(name)
     return front
+
+
+def _rng_argument(function: Any, seed: int) -> dict[str, Any]:
+    """scipy >= 1.15 takes ``rng``; older releases (the floor in pyproject is 1.13) ``random_state``."""
+    import inspect
+
+    name = "rng" if "rng" in inspect.signature(function).parameters else "random_state"
+    return {name: np.random.default_rng(seed)}
 
 
 def _batch_size(b: np.ndarray, n_resamples: int) -> int | None:
@@ -631,7 +640,7 @@ def compare_results(
                 comparisons.append(comparison)
                 if margin is not None and math.isfinite(comparison.mde) and margin < comparison.mde:
                     warnings_out.append(
-                        f"{suite.name} ({comparison.n} queries): this test set cannot detect a {metric} difference "
+                        f"{suite.name}, {arm} ({comparison.n} queries): this test set cannot detect a {metric} difference "
                         f"under {comparison.mde:.3f} with 80% power (alpha {alpha}); the requested margin {margin:g} is below it"
                     )
     apply_correction(comparisons, correction, alpha)

@@ -18,11 +18,13 @@ STYLES = {"pass": "green", "fail": "red", "inconclusive": "yellow"}
 @click.option("--baseline", help="Override the policy's baseline spec.")
 @click.option("--candidate", help="Override the policy's candidate spec.")
 @click.option("--data", type=click.Path(path_type=Path), help="Override the policy's dataset folder.")
+@click.option("--results", "results", multiple=True, type=click.Path(path_type=Path),
+              help="Read these evaluation results instead of evaluating (overrides the policy; repeatable).")
 @click.option("--max-queries", type=int, help="Judge on a seeded sample of at most this many queries per suite.")
 @click.option("--seed", type=int, help="Override the policy's seed.")
 @click.option("--cache", "cache_dir", type=click.Path(path_type=Path), envvar="HARNESS_CACHE",
               help="Cache folder for embeddings and indexes (overrides the policy; or $HARNESS_CACHE).")
-def gate(policy_path, out, baseline, candidate, data, max_queries, seed, cache_dir):
+def gate(policy_path, out, baseline, candidate, data, results, max_queries, seed, cache_dir):
     """Run (or read) the evaluations a policy names and decide: pass, fail or inconclusive.
 
     Exit code 0 when every check passes, 1 when any fails (do not promote), 2 when none
@@ -42,7 +44,8 @@ def gate(policy_path, out, baseline, candidate, data, max_queries, seed, cache_d
     from reports.junit import write_gate_junit
     from reports.markdown import gate_markdown, write_markdown
 
-    overrides = {"baseline": baseline, "candidate": candidate, "data": data, "max_queries": max_queries,
+    overrides = {"baseline": baseline, "candidate": candidate, "data": data, "results": list(results) or None,
+                 "max_queries": max_queries,
                  "seed": seed, "cache": cache_dir}
     policy = load_policy(policy_path, overrides)
     try:
