@@ -215,7 +215,14 @@ def _strip_venv(cmd: str) -> str:
 
 
 def load(paths: list[str | Path]) -> list[tuple[str, dict[str, Any]]]:
-    return [(str(path), read_result(path)) for path in paths]
+    """Result files; a fine-tuned model's folder or its training_card.json becomes a model-card."""
+    loaded = []
+    for path in map(Path, paths):
+        if (path.is_dir() and (path / CARD_FILE).is_file()) or path.name == CARD_FILE:
+            loaded.append((str(path), read_model_folder(path)))
+        else:
+            loaded.append((str(path), read_result(path)))
+    return loaded
 
 
 def build_report(paths: list[str | Path], title: str | None = None) -> Report:
@@ -1175,68 +1182,117 @@ def ab_interleaving_sections(source: str, data: dict[str, Any]) -> list[Section]
 
 # ------------------------------------------------------------------------------ fine-tuning
 
+CARD_FILE = "training_card.json"
+LOG_FILE = "training_log.json"
 
-def _history(data: dict[str, Any]) -> list[dict[str, Any]]:
-    for key in ("log_history", "history", "log", "logs", "steps", "records"):
-        value = data.get(key)
-        if isinstance(value, list) and value and isinstance(value[0], dict):
-            return value
-    training = data.get("training")
-    if isinstance(training, dict):
-        return _history(training)
-    return []
+
+def read_model_folder(path: Path) -> dict[str, Any]:
+    """A fine-tuned model's folder (or its ``training_card.json``) as one ``model-card`` document:
+    the card (which has no ``schema_version``) with the training log beside it."""
+    folder = path if path.is_dir() else path.parent
+    from harness.errors import HarnessError
+
+    try:
+        card = json.loads((folder / CARD_FILE).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise HarnessError(f"{folder / CARD_FILE}: cannot read the training card ({exc})") from exc
+    log = None
+    if (folder / LOG_FILE).is_file():
+        log = read_result(folder / LOG_FILE)
+    return {"schema_version": 1, "kind": "model-card", "provenance": card.get("provenance") or {}, "card": card, "log": log,
+            "folder": str(folder)}
 
 
 def training_sections(source: str, data: dict[str, Any]) -> list[Section]:
-    prov = data.get("provenance") or {}
-    model = data.get("model") or data.get("output") or data.get("model_path")
-    base = data.get("base_model") or data.get("base")
+    kind = str(data.get("kind"))
+    if kind == "model-card":
+        card, log = data.get("card") or {}, data.get("log") or {}
+    elif kind == "training-log":
+        card, log = {}, data
+    else:  # a card written as a result of its own
+        card, log = data, data.get("log") or {}
+    prov = card.get("provenance") or data.get("provenance") or {}
+    output = card.get("output") or data.get("folder") or source
     section = Section(
-        title="Fine-tuning" + (f": {model if isinstance(model, str) else (model or {}).get('name', '')}" if model else ""),
-        kind=str(data.get("kind")),
-        source=source,
-        provenance=provenance_line(prov),
+        title=f"Fine-tuning: {card.get('kind', 'model')} {Path(str(output)).name}" if card else f"Fine-tuning log {Path(source).parent.name}",
+        kind=kind, source=source, provenance=provenance_line(prov) if prov else "",
     )
-    fingerprint = data.get("fingerprint") or (model or {}).get("fingerprint") if isinstance(model, dict) else data.get("fingerprint")
-    base_fp = data.get("base_fingerprint") or ((base or {}).get("fingerprint") if isinstance(base, dict) else None)
-    dataset = data.get("dataset") or data.get("data") or {}
-    caption_parts = []
-    if model:
-        caption_parts.append(f"Model: {model if isinstance(model, str) else (model or {}).get('name')} @{short(fingerprint)}")
-    if base:
-        caption_parts.append(f"base {base if isinstance(base, str) else (base or {}).get('name')} @{short(base_fp)}")
-    if isinstance(dataset, dict) and dataset:
-        caption_parts.append("data " + dataset_line(dataset))
-    caption = "; ".join(caption_parts) + (". " if caption_parts else "") + "Versions: " + versions(prov) + "."
-    scalars = {k: v for k, v in data.items() if not isinstance(v, (dict, list)) and k not in ("schema_version", "kind")}
-    for key in ("parameters", "hyperparameters", "config", "args", "training_args"):
-        if isinstance(data.get(key), dict):
-            scalars |= {f"{key}.{k}": v for k, v in data[key].items() if not isinstance(v, (dict, list))}
-    if scalars:
-        section.tables.append(Table("Run", ["field", "value"], [[text(k), num(v) if isinstance(v, (int, float)) else text(v)] for k, v in scalars.items()]))
-    history = _history(data)
-    if history:
-        series: dict[str, list[list[float]]] = {}
-        for row in history:
-            step = row.get("step", row.get("global_step", row.get("epoch")))
-            if step is None:
-                continue
-            for key, value in row.items():
-                if key in ("step", "global_step", "epoch", "learning_rate", "grad_norm") or not isinstance(value, (int, float)) or isinstance(value, bool):
-                    continue
-                series.setdefault(key, []).append([step, value])
-        if series:
-            section.figures.append(
-                Figure("", "Training and validation curves", "training_curves", {"series": series, "x": "step"}, caption,
-                       alt="Training loss and validation metrics against the training step")
+    dataset = card.get("dataset") or {}
+    training = card.get("training_data") or {}
+    if card:
+        section.intro.append(
+            f"Base model {card.get('base_model', '?')} -> {output} (fingerprint {short(card.get('fingerprint'))}); "
+            f"data {dataset.get('name', '?')} (hash {short(dataset.get('hash'))}), pairs from {training.get('source', '?')}: "
+            f"{fmt(training.get('pairs'))} pairs of {fmt(training.get('queries'))} queries (pairs hash {short(training.get('pairs_hash'))}); "
+            f"validation {(training.get('validation') or {}).get('kind', '?')} {(training.get('validation') or {}).get('split', '')} "
+            f"({fmt(training.get('validation_queries'))} queries); chosen: {card.get('chosen', '?')}; {fmt(card.get('seconds'), 3)} s."
+        )
+        validation = card.get("validation") or {}
+        before, after = validation.get("before") or {}, validation.get("after") or {}
+        if before or after:
+            metrics = [m for m in after if m in before] or list(after)
+            section.headline.append(
+                "Validation " + "; ".join(f"{m.replace('val_', '')} {fmt(before.get(m))} before, {fmt(after.get(m))} after" for m in metrics)
+                + f" ({card.get('chosen', 'final')} model, {fmt(validation.get('queries'))} validation queries)."
             )
-    evaluation = data.get("evaluation") or data.get("eval") or data.get("validation")
-    if isinstance(evaluation, dict) and evaluation:
-        flat = {k: v for k, v in evaluation.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
-        if flat:
-            section.tables.append(Table("Validation", ["metric", "value"], [[text(k), num(v)] for k, v in flat.items()]))
+            section.tables.append(
+                Table("Validation before and after fine-tuning", ["metric", "before", "after"],
+                      [[text(m.replace("val_", "")), num(before.get(m)), num(after.get(m))] for m in metrics],
+                      note=f"Validation corpus: {validation.get('corpus', '?')}.")
+            )
+        for note in card.get("notes") or []:
+            section.notes.append(str(note))
+    else:
+        section.notes.append("A training log alone records no model fingerprint or data hash; give the model folder "
+                             "(with training_card.json) to caption its curves.")
+    passes = card.get("passes") or {}
+    if passes:
+        val_names = sorted({k for p in passes.values() for k in (p.get("validation") or {})})
+        section.tables.append(
+            Table(
+                "Training passes",
+                ["pass", "loss", "rows", "epochs", "steps", "batch", "seconds", "pairs/s", "best metric", *[v.replace("val_", "val ") for v in val_names]],
+                [[Cell(name + (" (chosen)" if name == card.get("chosen") else ""), name), text(p.get("loss")), num(p.get("rows")),
+                  num(p.get("epochs_done")), num(p.get("steps")), num(p.get("batch_size")), num(p.get("seconds"), 3),
+                  num(p.get("pairs_per_second"), 3), num(p.get("best_metric")), *[num((p.get("validation") or {}).get(v)) for v in val_names]]
+                 for name, p in passes.items()],
+            )
+        )
+    parameters = card.get("parameters") or {}
+    if parameters:
+        section.tables.append(Table("Parameters", ["parameter", "value"],
+                                    [[text(k), num(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else text(v)] for k, v in parameters.items()]))
+    mining = card.get("mining") or {}
+    scores = mining.get("scores") or {}
+    if scores:
+        section.tables.append(
+            Table("Hard-negative mining: similarity scores", ["scores", "count", "mean", "std", "p25", "median", "p75"],
+                  [[text(k), num(v.get("count")), num(v.get("mean")), num(v.get("std")), num(v.get("p25")), num(v.get("median")), num(v.get("p75"))]
+                   for k, v in scores.items()],
+                  note=f"{fmt(mining.get('pairs_with_negatives'))} of {fmt(mining.get('pairs'))} pairs got negatives; "
+                       f"{fmt(mining.get('negatives'))} negatives from {fmt(mining.get('candidates_per_query'))} candidates per query.")
+        )
+    curves: dict[str, Any] = {}
+    for name, p in (log.get("passes") or {}).items():
+        loss = [[e.get("step"), e.get("loss")] for e in p.get("loss_curve") or [] if e.get("step") is not None and e.get("loss") is not None]
+        validation: dict[str, list] = {}
+        for e in p.get("validation") or []:
+            for key, value in e.items():
+                if key.startswith("eval_val_") and isinstance(value, (int, float)) and e.get("step") is not None:
+                    validation.setdefault(key[len("eval_val_"):], []).append([e["step"], value])
+        curves[name] = {"loss": loss, "validation": validation, "loss_name": p.get("loss")}
+    if any(c["loss"] or c["validation"] for c in curves.values()):
+        caption = (
+            (f"Model: {output} @{short(card.get('fingerprint'))} from {card.get('base_model', '?')}; " if card else "Model: not recorded in the log; ")
+            + (f"data {dataset.get('name', '?')} (hash {short(dataset.get('hash'))}, pairs {short(training.get('pairs_hash'))}). " if card else "")
+            + ("Versions: " + versions(prov) + "." if prov else "Versions: not recorded in the log.")
+        )
+        section.figures.append(
+            Figure("", "Training loss and validation curves", "training_curves", {"passes": curves}, caption,
+                   alt="Training loss and validation metrics by step, one column per training pass")
+        )
     if not section.tables and not section.figures:
-        return [generic_section(source, data, note="No training log this renderer knows in this result; its fields are listed as they are.")]
+        return [generic_section(source, data, note="No training log or card this renderer knows in this result; its fields are listed as they are.")]
     return [section]
 
 
@@ -1281,9 +1337,8 @@ BUILDERS: dict[str, Callable[..., list[Section]]] = {
     "ab-analysis": ab_analysis_sections,
     "ab-decision": ab_decision_sections,
     "ab-interleaving": ab_interleaving_sections,
-    "finetune": training_sections,
-    "train": training_sections,
-    "training": training_sections,
     "training-log": training_sections,
     "model-card": training_sections,
+    "bi-encoder": training_sections,
+    "cross-encoder": training_sections,
 }

@@ -352,23 +352,32 @@ def ab_daily(data: dict[str, Any]):
 
 
 def training_curves(data: dict[str, Any]):
-    series = data["series"]
-    losses = {k: v for k, v in series.items() if "loss" in k.lower()}
-    others = {k: v for k, v in series.items() if k not in losses}
-    panels = [p for p in (losses, others) if p]
-    fig = _figure(10 if len(panels) > 1 else 7.5, 3.4)
-    axes = fig.subplots(1, len(panels), squeeze=False)[0]
-    for ax, panel, title in zip(axes, panels, ["loss" if losses else "validation", "validation metrics"]):
-        for i, (name, points) in enumerate(panel.items()):
+    passes = {k: v for k, v in data["passes"].items() if v.get("loss") or v.get("validation")}
+    names = list(passes)[:3]
+    fig = _figure(min(10, 3.6 * len(names) + 0.6), 5.2)
+    axes = fig.subplots(2, len(names), squeeze=False, sharex="col")
+    for column, name in enumerate(names):
+        curve = passes[name]
+        top, bottom = axes[0][column], axes[1][column]
+        loss = sorted(p for p in curve.get("loss") or [] if _finite(*p))
+        if loss:
+            xs, ys = zip(*loss)
+            top.plot(xs, ys, marker="o" if len(xs) < 30 else None, ms=3, lw=1.6, color=PALETTE[0])
+        top.set_title(f"{name}: training loss" + (f" ({_label(curve.get('loss_name') or '', 30)})" if curve.get("loss_name") else ""), fontsize=9.5)
+        for i, (metric, points) in enumerate(sorted((curve.get("validation") or {}).items())):
             points = sorted(p for p in points if _finite(*p))
-            if not points:
-                continue
-            xs, ys = zip(*points)
-            ax.plot(xs, ys, marker="o" if len(xs) < 30 else None, ms=3, lw=1.6, color=PALETTE[i % len(PALETTE)], label=_label(name, 40))
-        ax.set_xlabel(data.get("x", "step"), fontsize=9)
-        ax.set_title(title, fontsize=10)
-        ax.legend(fontsize=8, frameon=False)
-        _style(ax)
+            if points:
+                xs, ys = zip(*points)
+                bottom.plot(xs, ys, marker="o", ms=4, lw=1.6, color=PALETTE[(i + 1) % len(PALETTE)], label=metric)
+        bottom.set_title(f"{name}: validation", fontsize=9.5)
+        bottom.set_xlabel("training step", fontsize=9)
+        if (curve.get("validation") or {}):
+            bottom.legend(fontsize=8, frameon=False)
+        for ax in (top, bottom):
+            _style(ax)
+            ax.xaxis.set_major_locator(__import__("matplotlib.ticker", fromlist=["MaxNLocator"]).MaxNLocator(integer=True))
+    axes[0][0].set_ylabel("loss", fontsize=9)
+    axes[1][0].set_ylabel("validation metric", fontsize=9)
     return fig
 
 

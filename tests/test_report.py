@@ -140,11 +140,35 @@ def ab_decision_result(analysis: dict) -> dict:
     }
 
 
-def training_result() -> dict:
-    history = [{"step": s, "loss": 1.0 / (s + 1)} for s in range(0, 100, 10)]
-    history += [{"step": s, "eval_ndcg@10": 0.5 + s / 400} for s in range(0, 100, 25)]
-    return {"schema_version": 1, "kind": "finetune", "provenance": provenance(), "model": {"name": "models/ft", "fingerprint": "f" * 40},
-            "base_model": {"name": "all-MiniLM-L6-v2", "fingerprint": "b" * 40}, "log_history": history, "parameters": {"epochs": 1, "lr": 2e-5}}
+def model_folder(root: Path) -> Path:
+    """A fine-tuned model's folder as ``harness finetune`` writes it: training_card.json and training_log.json."""
+    folder = root / "ft"
+    folder.mkdir(parents=True, exist_ok=True)
+    validation = {"val_ndcg@10": 0.41, "val_recall@100": 0.9, "val_mrr@10": 0.35}
+    card = {
+        "kind": "bi-encoder", "base_model": "all-MiniLM-L6-v2", "output": str(folder), "fingerprint": "7e9125c7138990d5",
+        "dataset": {"name": "tiny", "path": "/x/tiny", "hash": "30ee0102e47c" + "0" * 52},
+        "training_data": {"source": "qrels/train", "pairs": 300, "queries": 280, "validation_queries": 40, "pairs_hash": "8e2c4a215a68",
+                          "validation": {"kind": "split", "split": "dev"}},
+        "parameters": {"passes": "two", "loss": "mnrl", "epochs": 1, "learning_rate": 2e-05, "batch_size": 32},
+        "passes": {name: {"loss": "MultipleNegativesRankingLoss", "rows": 300, "epochs_done": 1.0, "steps": 10, "batch_size": 32,
+                          "seconds": 20.5, "pairs_per_second": 15.2, "best_metric": 0.41, "validation": validation} for name in ("pass1", "pass2")},
+        "chosen": "pass2",
+        "mining": {"pairs": 300, "pairs_with_negatives": 298, "negatives": 298, "candidates_per_query": 5,
+                   "scores": {"positive": {"count": 298, "mean": 0.7, "std": 0.1, "p25": 0.6, "median": 0.7, "p75": 0.8}}},
+        "validation": {"queries": 40, "corpus": "dev judged documents", "before": {"val_ndcg@10": 0.3512, "val_mrr@10": 0.3},
+                       "after": {"val_ndcg@10": 0.4123, "val_mrr@10": 0.35}},
+        "seconds": 61.0, "provenance": provenance(), "notes": [],
+    }
+    log = {"schema_version": 1, "kind": "training-log", "passes": {
+        name: {"loss": "MultipleNegativesRankingLoss",
+               "loss_curve": [{"step": s, "epoch": s / 10, "loss": 2.0 / (s + 1) + offset, "learning_rate": 2e-5} for s in range(1, 11)],
+               "validation": [{"eval_val_ndcg@10": 0.35 + 0.01 * s, "eval_val_mrr@10": 0.3 + 0.01 * s, "step": s, "epoch": s / 10} for s in (5, 10)],
+               "summary": {"train_runtime": 20.0}}
+        for name, offset in (("pass1", 0.2), ("pass2", 0.0))}, "validation_history": []}
+    write_json(folder / "training_card.json", card)
+    write_json(folder / "training_log.json", log)
+    return folder
 
 
 def matryoshka_eval(eval_data: dict) -> dict:
@@ -230,7 +254,8 @@ def test_every_kind_renders_with_its_figures(eval_file: Path, tmp_path: Path) ->
         write_json(tmp_path / "compare.json", compare_result()),
         write_json(tmp_path / "analysis.json", analysis),
         write_json(tmp_path / "decision.json", ab_decision_result(analysis)),
-        write_json(tmp_path / "train.json", training_result()),
+        model_folder(tmp_path),
+        tmp_path / "ft" / "training_log.json",
         write_json(tmp_path / "future.json", {"schema_version": 1, "kind": "something-new", "provenance": provenance(), "answer": 42}),
     ]
     report = json_report.build_report(files)
@@ -246,6 +271,11 @@ def test_every_kind_renders_with_its_figures(eval_file: Path, tmp_path: Path) ->
     assert kinds.count("ab-analysis") == 1  # the decision's analysis is the one given, shown once
     unknown = next(s for s in report.sections if s.kind == "something-new")
     assert unknown.badge == "NOT RENDERED" and any("no renderer" in n for n in unknown.notes)
+    card = next(s for s in report.sections if s.kind == "model-card")
+    assert "0.3512 before, 0.4123 after" in card.headline[0]
+    assert "7e9125c71389" in card.figures[0].caption
+    log_only = next(s for s in report.sections if s.kind == "training-log")
+    assert log_only.figures and "not recorded" in log_only.figures[0].caption
     decision = next(s for s in report.sections if s.kind == "ab-decision")
     assert decision.badge == "PROMOTE"
     page = html.render(report)

@@ -10,14 +10,18 @@ from harness.errors import HarnessError
 
 
 def resolve(paths: tuple[Path, ...]) -> list[Path]:
-    """Result files; a folder stands for its ``result.json`` (what ``harness eval --out`` writes)."""
+    """Result files; a folder stands for its ``result.json`` (``harness eval --out``), its
+    ``compare.json`` or ``gate.json``, or is a fine-tuned model's folder (``training_card.json``)."""
     resolved = []
     for path in paths:
         if path.is_dir():
-            candidate = path / "result.json"
-            if not candidate.is_file():
-                raise HarnessError(f"{path}: a folder without result.json; give the result file itself")
-            resolved.append(candidate)
+            if (path / "training_card.json").is_file():
+                resolved.append(path)
+                continue
+            found = [path / name for name in ("result.json", "compare.json", "gate.json") if (path / name).is_file()]
+            if not found:
+                raise HarnessError(f"{path}: a folder without result.json, compare.json, gate.json or training_card.json; give the result file itself")
+            resolved.extend(found)
         else:
             resolved.append(path)
     return resolved
@@ -33,15 +37,16 @@ def resolve(paths: tuple[Path, ...]) -> list[Path]:
 def report(results, html_path, markdown_path, json_path, title, quiet) -> None:
     """Render evaluation, comparison, gate, fine-tuning and A/B results.
 
-    RESULTS are result files (JSON with schema_version, kind and provenance) or folders
-    holding a result.json, in any mix of kinds; each becomes a section. The terminal gets
+    RESULTS are result files (JSON with schema_version, kind and provenance), folders
+    holding one (result.json, compare.json, gate.json) or a fine-tuned model's folder
+    (training_card.json and training_log.json), in any mix of kinds; each becomes a section. The terminal gets
     the same headlines and tables as the HTML and Markdown; an unknown kind is shown as
     its raw fields with a note.
 
     \b
     Example:
       harness report out/eval/result.json --html report.html
-      harness report out/eval out/compare.json out/gate.json analysis.json \\
+      harness report out/eval out/compare out/gate models/ft analysis.json decision.json \\
         --html report.html --markdown report.md
     """
     import json
