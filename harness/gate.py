@@ -395,22 +395,16 @@ def obtain_result(policy: Policy, out: Path | None = None):
         return merge_results([read_eval_result(p) for p in policy.results], [str(p) for p in policy.results])
     from harness.evaluate import evaluate
 
-    suites = [name for name in policy_suites(policy)]
     return evaluate(
         policy.data,
         [policy.baseline, policy.candidate],
-        _suite_arguments(suites),
+        policy_suites(policy),  # canonical names round-trip through parse_suite
         out=None if out is None else out / "eval",
         metrics=policy_metrics(policy),
         cache_dir=policy.cache,
         split=policy.split,
         seed=policy.seed,
     )
-
-
-def _suite_arguments(names: list[str]) -> list[str]:
-    """Canonical suite names back to what ``parse_suite`` reads (they round-trip already)."""
-    return names
 
 
 def run_gate(policy: Policy, result) -> dict[str, Any]:

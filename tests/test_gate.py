@@ -275,3 +275,13 @@ def test_gate_evaluates_for_real_on_the_tiny_dataset(tiny_dataset: Path, tmp_pat
     assert result.exit_code in (0, 2), result.output
     assert (tmp_path / "out" / "eval" / "result.json").is_file()
     assert json.loads((tmp_path / "out" / "gate.json").read_text())["checks"][0]["numbers"]["n"] == 5
+
+
+def test_results_override_reads_another_file(policy_dir: Path, tmp_path: Path) -> None:
+    other = write_result(tmp_path / "elsewhere" / "other.json", seed=1)
+    result = gate("--policy", str(policy_dir / "gate.toml"), "--results", str(other), "--out", str(policy_dir / "o"))
+    assert result.exit_code == 0, result.output
+    document = json.loads((policy_dir / "o" / "gate.json").read_text())
+    assert document["policy"]["results"] == [str(other)]
+    code, output = run_main("gate", "--policy", str(policy_dir / "gate.toml"), "--results", str(tmp_path / "nope.json"))
+    assert code == 3 and "--results" in output and "does not exist" in output
