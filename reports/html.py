@@ -24,7 +24,7 @@ body { margin:0; font: 15px/1.5 -apple-system, "Segoe UI", Roboto, "DejaVu Sans"
 header.top { background:#0d2538; color:#fff; padding:22px 32px 18px; }
 header.top h1 { margin:0 0 4px; font-size:24px; font-weight:600; }
 header.top p { margin:0; color:#c9d6e2; font-size:13px; }
-main { max-width:1180px; margin:0 auto; padding:8px 32px 48px; }
+main { max-width:1320px; margin:0 auto; padding:8px 32px 48px; }
 nav.toc { margin:18px 0 8px; padding:10px 14px; background:var(--soft); border:1px solid var(--line); border-radius:6px; font-size:14px; }
 nav.toc ol { margin:4px 0 0; padding-left:22px; }
 nav.toc a { color:var(--accent); text-decoration:none; }
@@ -44,9 +44,9 @@ figure img { display:block; max-width:100%; height:auto; margin:0 auto; }
 figcaption { color:var(--muted); font-size:12.5px; margin-top:8px; line-height:1.45; }
 figcaption b { color:var(--fg); }
 .table-wrap { overflow-x:auto; margin:6px 0 4px; }
-table { border-collapse:collapse; font-size:13.5px; width:auto; min-width:50%; }
+table { border-collapse:collapse; font-size:13px; width:auto; min-width:50%; }
 caption { text-align:left; font-weight:600; font-size:15px; padding:4px 0 6px; }
-th, td { padding:5px 10px; border-bottom:1px solid var(--line); vertical-align:top; }
+th, td { padding:4px 8px; border-bottom:1px solid var(--line); vertical-align:top; }
 th { background:var(--soft); text-align:left; white-space:nowrap; position:sticky; top:0; }
 th.sortable { cursor:pointer; user-select:none; }
 th.sortable::after { content:" \\2195"; color:#9aa4ae; font-size:11px; }

@@ -918,13 +918,12 @@ def gate_sections(source: str, data: dict[str, Any], known: dict[str, dict[str, 
                 num(n.get("mde")) if is_stat else Cell("-"),
                 Cell(fmt(-n["margin"] if n.get("margin") is not None else n.get("min_lift"), 4) if is_stat else f"limit {fmt(n.get('limit'), 3)}",
                      n.get("limit") if not is_stat else None),
-                text(check.get("reason")),
             ]
         )
     if rows:
         section.tables.append(
-            Table("Checks", ["status", "check", "type", "suite", "metric", "difference / value", "p (adj.)", "MDE", "threshold", "reason"], rows,
-                  note="Superiority: one-sided paired randomization test against min_lift; non-inferiority: the interval's lower bound against -margin; budgets: the candidate's cost against its limit.")
+            Table("Checks", ["status", "check", "type", "suite", "metric", "difference / value", "p (adj.)", "MDE", "threshold"], rows,
+                  note="The reasons are listed above. Superiority: one-sided paired randomization test against min_lift; non-inferiority: the interval's lower bound against -margin; budgets: the candidate's cost against its limit.")
         )
     dataset = data.get("dataset") or {}
     caption = (
@@ -1044,10 +1043,14 @@ def ab_analysis_sections(source: str, data: dict[str, Any], title: str | None = 
                     num(power.get("days_needed")),
                 ]
             )
+        treatments = sorted({str(e.get("treatment")) for e in effects})
+        if len(treatments) == 1:  # one treatment: say it in the title rather than on every row
+            rows = [row[1:] for row in rows]
         section.tables.append(
             Table(
-                "Effects (treatment - control), users as units",
-                ["treatment", "metric", "role", "control", "treatment", "effect", "relative", "p", "Holm p", "always-valid interval", "users needed", "days needed"],
+                f"Effects ({treatments[0]} - {exp.get('control', 'control')}), users as units" if len(treatments) == 1
+                else "Effects (treatment - control), users as units",
+                (["treatment"] if len(treatments) > 1 else []) + ["metric", "role", "control", "treatment", "effect", "relative", "p", "Holm p", "always-valid interval", "users needed", "days needed"],
                 rows,
                 note="Effect with its fixed-horizon 95% interval (delta method" + (", CUPED" if (data.get("options") or {}).get("cuped") else "")
                 + "); the always-valid interval is the confidence sequence, valid on any day; users needed to detect a "

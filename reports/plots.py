@@ -209,7 +209,7 @@ def forest(data: dict[str, Any]):
     ax.axvline(0, color="black", lw=0.9)
     ax.set_yticks(range(len(rows)), labels, fontsize=8.5)
     ax.set_ylim(len(rows) - 0.5, -0.5)
-    ax.set_xlabel("mean paired difference, candidate - baseline, with its interval (green/red: significant)", fontsize=9)
+    ax.set_xlabel("mean paired difference, candidate - baseline (interval; green/red: significant)", fontsize=9)
     left, right = ax.get_xlim()
     ax.set_xlim(left, right + (right - left) * 0.12)
     if drew_threshold:
@@ -266,7 +266,7 @@ def srm(data: dict[str, Any]):
     p = data.get("pvalue")
     verdict = "MISMATCH" if data.get("mismatch") else "no mismatch"
     ax.set_title(f"chi-square p = {p:.3g}: {verdict} (threshold {data.get('threshold', 0.001)})" if _finite(p) else verdict, fontsize=9.5)
-    ax.legend(fontsize=8, frameon=False, loc="lower right")
+    fig.legend(loc="outside lower center", ncol=2, fontsize=8, frameon=False)
     _style(ax)
     ax.grid(False, axis="y")
     return fig
@@ -363,7 +363,7 @@ def training_curves(data: dict[str, Any]):
         if loss:
             xs, ys = zip(*loss)
             top.plot(xs, ys, marker="o" if len(xs) < 30 else None, ms=3, lw=1.6, color=PALETTE[0])
-        top.set_title(f"{name}: training loss" + (f" ({_label(curve.get('loss_name') or '', 30)})" if curve.get("loss_name") else ""), fontsize=9.5)
+        top.set_title(f"{name}: training loss", fontsize=9.5)
         for i, (metric, points) in enumerate(sorted((curve.get("validation") or {}).items())):
             points = sorted(p for p in points if _finite(*p))
             if points:

@@ -186,6 +186,20 @@ def matryoshka_eval(eval_data: dict) -> dict:
             suite["intervals"][spec] = {m: [v + shift - 0.02, v + shift + 0.01] for m, v in first.items()}
             suite["recall_curve"][spec] = next(iter(suite["recall_curve"].values()))
     data["retrievers"] += retrievers
+    # an MTEB suite as suites/mteb.py writes it: aggregates without intervals, mteb's own scores in details
+    specs = [r["spec"] for r in retrievers]
+    data["suites"].append({
+        "name": "mteb:local", "kind": "mteb", "split": "test", "query_ids": ["q3", "q4"], "excluded": {},
+        "per_query": {spec: {"ndcg@10": {"q3": 0.5, "q4": 0.7}} for spec in specs},
+        "aggregates": {spec: {"ndcg@10": 0.6, "mteb_main_score": 0.61 + i / 100} for i, spec in enumerate(specs)},
+        "intervals": {}, "recall_curve": {},
+        "details": {"mteb_version": "2.26", "complete": False, "aggregation": "mean over queries",
+                    "skipped_tasks": {"SciFact": "offline and its data is not in the local Hugging Face cache"},
+                    "skipped_retrievers": {"bm25": "not a dense retriever: mteb evaluates embedding models"},
+                    "tasks": {"tiny": {"main_score_name": "ndcg_at_10", "main_score": {spec: 0.61 + i / 100 for i, spec in enumerate(specs)},
+                                       "delta_vs_base": {"base": specs[0], "main_score": {spec: i / 100 for i, spec in enumerate(specs) if i}},
+                                       "from_cache": {spec: False for spec in specs}, "fingerprints": {spec: "0123456789abcdef" for spec in specs}}}},
+    })
     return data
 
 
@@ -271,6 +285,10 @@ def test_every_kind_renders_with_its_figures(eval_file: Path, tmp_path: Path) ->
     assert kinds.count("ab-analysis") == 1  # the decision's analysis is the one given, shown once
     unknown = next(s for s in report.sections if s.kind == "something-new")
     assert unknown.badge == "NOT RENDERED" and any("no renderer" in n for n in unknown.notes)
+    mteb_tables = [t for t in report.sections[0].tables if t.title.startswith("mteb:local")]
+    assert [t.title for t in mteb_tables] == ["mteb:local: 2 queries (split test)", "mteb:local: MTEB tasks"]
+    assert any("SciFact skipped" in n for n in report.sections[0].notes)
+    assert any("incomplete" in n for n in report.sections[0].notes)
     card = next(s for s in report.sections if s.kind == "model-card")
     assert "0.3512 before, 0.4123 after" in card.headline[0]
     assert "7e9125c71389" in card.figures[0].caption
