@@ -1,86 +1,238 @@
-"""``harness demo``: the whole pipeline on the embedded demo dataset, stage by stage."""
+"""``harness demo``: the whole pipeline on the embedded demo dataset, stage by stage.
+
+Each stage runs the same commands a user would type (see ``commands`` in each stage),
+in this process, so models load once; every stage writes into ``--out`` and a second run
+reuses what the first one made (the demo dataset, the embedding cache, the fine-tuned
+models).
+"""
 
 from __future__ import annotations
 
+import json
+import shlex
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import click
 
 from harness.cli.options import cache_option, seed_option
+from harness.errors import HarnessError
+
+BASE = "dense"
 
 
 @dataclass
 class DemoState:
     out: Path
     data: Path
-    cache_dir: Path | None
+    cache_dir: Path
     seed: int
-    held_out_slice: str | None
-    findings: list[str] = field(default_factory=list)
-    artifacts: dict[str, Any] = field(default_factory=dict)
+    embedded: bool
+    console: object
+    findings: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def finetuned(self) -> Path:
+        return self.out / "models" / "ft-minilm"
+
+    @property
+    def reranker(self) -> Path:
+        return self.out / "models" / "reranker"
+
+    def suites(self) -> list[str]:
+        from harness.data.demo import HELD_OUT_SUBDOMAIN
+
+        held_out = [f"slice:subdomain={HELD_OUT_SUBDOMAIN}"] if self.embedded else []
+        disjoint = ["slice:doc-disjoint"] if (self.data / "qrels" / "train.tsv").exists() else []
+        return ["heldout", *held_out, *disjoint]
+
+    def arms(self) -> list[str]:
+        arms = ["bm25", BASE, f"hybrid(bm25,{BASE})"]
+        if self.reranker.exists():
+            arms.append(f"rerank({self.reranker},top=30,first={BASE})")
+        if self.finetuned.exists():
+            arms += [f"dense:{self.finetuned}", f"hybrid(bm25,dense:{self.finetuned})"]
+        return arms
+
+    def run(self, *args: str, allowed: tuple[int, ...] = (0,)) -> int:
+        """Run one harness command in this process; returns its exit code."""
+        from harness.cli import cli
+
+        self.console.print(f"$ harness {shlex.join(args)}", style="cyan", highlight=False)
+        try:
+            cli.main(args=list(args), standalone_mode=False)
+            code = 0
+        except SystemExit as exc:
+            code = int(exc.code or 0)
+        except click.exceptions.Exit as exc:
+            code = exc.exit_code
+        if code not in allowed:
+            raise HarnessError(f"demo: `harness {shlex.join(args)}` exited {code}")
+        return code
 
 
 def stage_dataset(state: DemoState) -> None:
-    from harness.data.demo import HELD_OUT_SUBDOMAIN, write_demo_dataset
-
-    if not (state.data / "corpus.jsonl").exists():
-        write_demo_dataset(state.data, seed=13)
-    state.held_out_slice = f"subdomain={HELD_OUT_SUBDOMAIN}"
+    if (state.data / "corpus.jsonl").exists():
+        state.console.print(f"{state.data} exists: reusing it")
+        return
+    state.run("datasets", "demo", "--out", str(state.data))
 
 
 def stage_baselines(state: DemoState) -> None:
-    from harness.evaluate import evaluate
-    from reports.terminal import print_eval
+    out = state.out / "eval-baselines"
+    state.run(
+        "eval", "--data", str(state.data),
+        *_each("--retriever", ["bm25", BASE, f"hybrid(bm25,{BASE})"]),
+        *_each("--suite", state.suites()),
+        "--out", str(out), "--cache", str(state.cache_dir), "--seed", str(state.seed),
+    )
 
-    suites = ["heldout", "slice:doc-disjoint"]
-    if state.held_out_slice:
-        suites.insert(1, f"slice:{state.held_out_slice}")
-    result = evaluate(
-        state.data,
-        ["bm25", "dense", "hybrid(bm25,dense)"],
-        suites,
-        out=state.out / "eval-baselines",
-        cache_dir=state.cache_dir,
-        seed=state.seed,
+
+def stage_finetune(state: DemoState) -> None:
+    if (state.finetuned / "training_card.json").exists():
+        state.console.print(f"{state.finetuned} exists: reusing it (delete it to train again)")
+    else:
+        state.run(
+            "finetune", "--data", str(state.data), "--base", "default", "--out", str(state.finetuned),
+            "--cache", str(state.cache_dir), "--seed", str(state.seed + 42),
+        )
+    if (state.reranker / "training_card.json").exists():
+        state.console.print(f"{state.reranker} exists: reusing it")
+    else:
+        state.run(
+            "finetune", "--data", str(state.data), "--cross-encoder", "--out", str(state.reranker),
+            "--cache", str(state.cache_dir), "--seed", str(state.seed + 42),
+        )
+
+
+def stage_evaluate(state: DemoState) -> None:
+    state.run(
+        "eval", "--data", str(state.data),
+        *_each("--retriever", state.arms()),
+        *_each("--suite", [*state.suites(), "mteb:local"]),
+        "--out", str(state.out / "eval"), "--cache", str(state.cache_dir), "--seed", str(state.seed),
     )
-    print_eval(result)
-    heldout = result.suite(suites[0]).aggregates
-    best = max(heldout, key=lambda spec: heldout[spec]["ndcg@10"])
-    state.findings.append(
-        f"baselines on held-out test: "
-        + ", ".join(f"{spec} nDCG@10 {values['ndcg@10']:.3f}" for spec, values in heldout.items())
-        + f"; best: {best}"
+    state.run(
+        "compare", str(state.out / "eval" / "result.json"), "--baseline", BASE,
+        "--metric", "ndcg@10", "--metric", "recall@100", "--out", str(state.out / "compare"),
     )
-    state.artifacts["baselines"] = state.out / "eval-baselines" / "result.json"
+    compare = json.loads((state.out / "compare" / "compare.json").read_text())
+    state.findings["compare"] = _headline_comparison(compare)
+
+
+def stage_gate(state: DemoState) -> None:
+    if not state.finetuned.exists():
+        raise HarnessError("demo: the gate stage needs the fine-tuned model: run the finetune stage first")
+    policy = Path(__file__).resolve().parents[2] / "examples" / "gate.toml"
+    code = state.run(
+        "gate", "--policy", str(policy), "--data", str(state.data), "--baseline", BASE,
+        "--candidate", f"dense:{state.finetuned}", "--results", str(state.out / "eval" / "result.json"),
+        "--out", str(state.out / "gate"), allowed=(0, 1, 2),
+    )
+    verdict = {0: "PASS (promote)", 1: "FAIL (do not promote)", 2: "INCONCLUSIVE (hold)"}[code]
+    state.findings["gate"] = f"gate, fine-tuned vs base MiniLM: {verdict}, exit {code}"
+
+
+def stage_ab(state: DemoState) -> None:
+    if not state.finetuned.exists():
+        raise HarnessError("demo: the A/B stage needs the fine-tuned model: run the finetune stage first")
+    ab = state.out / "ab"
+    logs = ab / "logs"
+    db = ab / "ab.duckdb"
+    if db.exists():
+        db.unlink()  # a fresh store: the simulation is seeded, so the result is the same
+    state.run(
+        "ab", "simulate", "--out", str(logs), "--data", str(state.data),
+        "--retriever", BASE, "--retriever", f"dense:{state.finetuned}", "--variant", "control", "--variant", "treatment",
+        "--users", "6000", "--days", "14", "--cache", str(state.cache_dir), "--seed", str(state.seed),
+    )
+    state.run("ab", "ingest", "--db", str(db), "--experiment", str(logs / "experiment.json"), str(logs / "*.jsonl"))
+    state.run("ab", "analyze", "--db", str(db), "--out", str(ab / "analysis.json"), "--seed", str(state.seed))
+    code = state.run(
+        "ab", "decide", "--db", str(db), "--analysis", str(ab / "analysis.json"), "--who", "harness demo",
+        "--out", str(ab / "decision.json"), allowed=(0, 1, 2),
+    )
+    decision = json.loads((ab / "decision.json").read_text())
+    reason = _first_reason(decision)
+    state.findings["ab"] = f"A/B test, fine-tuned vs base: {['PROMOTE', 'ROLL BACK', 'HOLD'][code]}" + (f" ({reason})" if reason else "")
+
+
+def stage_report(state: DemoState) -> None:
+    inputs = [
+        path
+        for path in (
+            state.out / "eval" / "result.json",
+            state.out / "compare" / "compare.json",
+            state.out / "gate" / "gate.json",
+            state.finetuned,
+            state.reranker,
+            state.out / "ab" / "analysis.json",
+            state.out / "ab" / "decision.json",
+        )
+        if path.exists()
+    ]
+    if not inputs:
+        inputs = [state.out / "eval-baselines" / "result.json"]
+    state.run(
+        "report", *map(str, inputs), "--html", str(state.out / "report.html"),
+        "--markdown", str(state.out / "report.md"), "--quiet",
+    )
 
 
 STAGES: dict[str, Callable[[DemoState], None]] = {
     "dataset": stage_dataset,
     "baselines": stage_baselines,
+    "finetune": stage_finetune,
+    "evaluate": stage_evaluate,
+    "gate": stage_gate,
+    "ab": stage_ab,
+    "report": stage_report,
 }
+
+
+def _each(option: str, values: list[str]) -> list[str]:
+    return [item for value in values for item in (option, value)]
+
+
+def _headline_comparison(compare: dict) -> str:
+    """One line from the compare result: the best arm against base MiniLM on held-out test."""
+    rows = [
+        row for row in compare.get("comparisons", [])
+        if row.get("metric") == "ndcg@10" and str(row.get("suite", "")).startswith("heldout")
+    ]
+    if not rows:
+        return "compare: no held-out nDCG@10 comparison found"
+    best = max(rows, key=lambda row: row["difference"])
+    return (
+        f"best arm on held-out test: {best['candidate']}, nDCG@10 {best['candidate_mean']:.3f} vs base "
+        f"{best['baseline_mean']:.3f} ({best['difference']:+.3f}, 95% CI {best['ci_low']:+.3f} to {best['ci_high']:+.3f}, "
+        f"Holm-adjusted p={best['p_adjusted']:.2g})"
+    )
+
+
+def _first_reason(decision: dict) -> str:
+    inner = decision.get("decision", decision)
+    reasons = inner.get("reasons") if isinstance(inner, dict) else None
+    return str(reasons[0]) if reasons else ""
 
 
 @click.command("demo")
 @click.option("--out", type=click.Path(path_type=Path), default=Path("demo-out"), show_default=True, help="Output folder.")
-@click.option(
-    "--data",
-    type=click.Path(path_type=Path),
-    help="Run the pipeline on this BEIR folder instead of the embedded demo dataset.",
-)
+@click.option("--data", type=click.Path(path_type=Path), help="Run the pipeline on this BEIR folder instead of the embedded demo dataset.")
 @click.option("--stage", "stages", multiple=True, type=click.Choice(list(STAGES)), help="Run only these stages (repeatable).")
 @cache_option
 @seed_option
 def demo(out: Path, data: Path | None, stages: tuple[str, ...], cache_dir: Path | None, seed: int) -> None:
-    """Run the whole pipeline on the embedded demo dataset, offline, printing each stage's time.
+    """Run the whole pipeline offline: dataset, baselines, fine-tuning, evaluation of every
+    arm, the gate, an A/B test, the HTML report; prints each stage's time.
 
     \b
     Example:
       harness demo --out demo-out
-      harness demo --data ../shared/datasets/scifact --stage baselines
+      harness demo --out demo-out --stage gate --stage report
+      harness demo --data ../shared/datasets/scifact --out scifact-out --stage baselines
     """
     from rich.console import Console
 
@@ -91,13 +243,14 @@ def demo(out: Path, data: Path | None, stages: tuple[str, ...], cache_dir: Path 
         data=data or out / "data",
         cache_dir=cache_dir or out / "cache",
         seed=seed,
-        held_out_slice=None,
+        embedded=data is None,
+        console=console,
     )
     chosen = [name for name in STAGES if not stages or name in stages]
     if data is not None and "dataset" in chosen:
         chosen.remove("dataset")
     timings: dict[str, float] = {}
-    total_started = time.perf_counter()
+    started_all = time.perf_counter()
     for name in chosen:
         console.rule(f"stage: {name}")
         started = time.perf_counter()
@@ -106,7 +259,9 @@ def demo(out: Path, data: Path | None, stages: tuple[str, ...], cache_dir: Path 
         console.print(f"stage {name} took {timings[name]:.1f} s", style="bold")
     console.rule("summary")
     for name, seconds in timings.items():
-        console.print(f"  {name:<12} {seconds:7.1f} s")
-    console.print(f"  {'total':<12} {time.perf_counter() - total_started:7.1f} s")
-    for finding in state.findings:
-        click.echo(f"- {finding}")
+        console.print(f"  {name:<10} {seconds:7.1f} s")
+    console.print(f"  {'total':<10} {time.perf_counter() - started_all:7.1f} s")
+    for finding in state.findings.values():
+        click.echo(f"* {finding}")
+    if (out / "report.html").exists() and "report" in chosen:
+        click.echo(f"report: {(out / 'report.html').resolve()}")
