@@ -47,7 +47,7 @@ figcaption b { color:var(--fg); }
 table { border-collapse:collapse; font-size:13px; width:auto; min-width:50%; }
 caption { text-align:left; font-weight:600; font-size:15px; padding:4px 0 6px; }
 th, td { padding:4px 8px; border-bottom:1px solid var(--line); vertical-align:top; }
-th { background:var(--soft); text-align:left; white-space:nowrap; position:sticky; top:0; }
+th { background:var(--soft); text-align:left; position:sticky; top:0; }
 th.sortable { cursor:pointer; user-select:none; }
 th.sortable::after { content:" \\2195"; color:#9aa4ae; font-size:11px; }
 th[aria-sort="ascending"]::after { content:" \\25B2"; color:var(--accent); }

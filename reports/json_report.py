@@ -164,6 +164,13 @@ def interval(low: Any, high: Any, digits: int = 4, sign: bool = False) -> str:
     return f"[{f(low)}, {f(high)}]"
 
 
+def ms(value: Any) -> Cell:
+    """A duration in milliseconds (or seconds): two decimals below 10, one above."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+        return Cell("-", None, tone="muted")
+    return Cell(f"{value:,.2f}" if abs(value) < 10 else f"{value:,.1f}", float(value))
+
+
 def text(value: Any) -> Cell:
     return Cell("-" if value in (None, "") else str(value), None if value is None else str(value))
 
@@ -210,6 +217,11 @@ def _strip_venv(cmd: str) -> str:
         return "harness " + rest
     return cmd
 
+
+KIND_NAMES = {
+    "eval": "evaluation", "compare": "comparison", "gate": "promotion gate", "ab-analysis": "A/B analysis",
+    "ab-decision": "A/B decision", "ab-interleaving": "interleaving", "model-card": "fine-tuning", "training-log": "fine-tuning",
+}
 
 # ------------------------------------------------------------------------------ reading
 
@@ -267,8 +279,13 @@ def build_report_from(results: list[tuple[str, dict[str, Any]]], title: str | No
         for source, data in results
     ]
     if title is None:
-        kinds = sorted({str(d.get("kind")) for _, d in results})
-        title = "Embedding harness report: " + ", ".join(kinds)
+        names = []
+        for _, d in results:
+            name = KIND_NAMES.get(str(d.get("kind")), str(d.get("kind")))
+            if name not in names:
+                names.append(name)
+        datasets = sorted({str((d.get("dataset") or {}).get("name")) for _, d in results if isinstance(d.get("dataset"), dict) and d["dataset"].get("name")})
+        title = "Embedding harness report: " + ", ".join(names) + (f" on {', '.join(datasets)}" if datasets else "")
     return Report(title=title, sections=sections, sources=sources)
 
 
@@ -391,6 +408,17 @@ def eval_sections(source: str, data: dict[str, Any]) -> list[Section]:
             f"{suite['name']} ({len(suite.get('query_ids') or [])} queries), {metric_label(metric)}: " + "; ".join(parts)
         )
 
+
+    # one table per suite
+    for suite in suites:
+        section.tables.append(suite_table(suite, metrics, info))
+        if suite.get("kind") == "mteb":
+            section.tables.extend(mteb_tables(suite))
+            section.notes.extend(mteb_notes(suite))
+        excluded = _excluded_text(suite)
+        if excluded:
+            section.notes.append(f"{suite['name']}: not evaluated: {excluded}.")
+
     # the retrievers
     rows = []
     for r in retrievers:
@@ -404,10 +432,10 @@ def eval_sections(source: str, data: dict[str, Any]) -> list[Section]:
                 text(", ".join(name for name, _ in models) or (description.get("library") or "-")),
                 text(", ".join(short(fp) for _, fp in models) or "-"),
                 num(description.get("dimension")),
-                num(r.get("build_seconds"), 3),
-                num(latency.get("p50_ms"), 3),
-                num(latency.get("p95_ms"), 3),
-                num(latency.get("mean_ms"), 3),
+                ms(r.get("build_seconds")),
+                ms(latency.get("p50_ms")),
+                ms(latency.get("p95_ms")),
+                ms(latency.get("mean_ms")),
             ]
         )
     section.tables.append(
@@ -418,16 +446,6 @@ def eval_sections(source: str, data: dict[str, Any]) -> list[Section]:
             note="Latency is per query, measured over the first split each retriever searched.",
         )
     )
-
-    # one table per suite
-    for suite in suites:
-        section.tables.append(suite_table(suite, metrics, info))
-        if suite.get("kind") == "mteb":
-            section.tables.extend(mteb_tables(suite))
-            section.notes.extend(mteb_notes(suite))
-        excluded = _excluded_text(suite)
-        if excluded:
-            section.notes.append(f"{suite['name']}: excluded {excluded}.")
 
     section.figures.extend(eval_figures(data, metrics))
     return [section]
@@ -440,8 +458,17 @@ def _first_metric(aggregates: dict[str, dict[str, float]]) -> str | None:
     return None
 
 
+EXCLUDED = {
+    "unjudged": "queries of the dataset without a judgement in this split",
+    "outside_slice": "judged queries outside the slice",
+    "mteb_tasks_skipped": "MTEB tasks skipped",
+}
+
+
 def _excluded_text(suite: dict[str, Any]) -> str:
-    return ", ".join(f"{count} {reason.replace('_', ' ')}" for reason, count in (suite.get("excluded") or {}).items() if count)
+    return ", ".join(
+        f"{count:,} {EXCLUDED.get(reason, reason.replace('_', ' '))}" for reason, count in (suite.get("excluded") or {}).items() if count
+    )
 
 
 def suite_table(suite: dict[str, Any], metrics: list[str], info: dict[str, dict[str, Any]]) -> Table:
@@ -466,7 +493,7 @@ def suite_table(suite: dict[str, Any], metrics: list[str], info: dict[str, dict[
             if best[metric] is not None and values.get(metric) == best[metric]:
                 cell.tone = "best"
             row.append(cell)
-        row.append(num((info.get(spec, {}).get("latency") or {}).get("p95_ms"), 3))
+        row.append(ms((info.get(spec, {}).get("latency") or {}).get("p95_ms")))
         rows.append(row)
     kind = suite.get("kind", "")
     title = f"{suite['name']}: {len(suite.get('query_ids') or [])} queries" + (f" (split {suite['split']})" if suite.get("split") else "")
@@ -663,9 +690,17 @@ def comparison_table(comparisons: list[dict[str, Any]], title: str = "Paired com
             ]
         )
     confidence = comparisons[0].get("confidence") if comparisons else None
+    columns = ["suite", "metric", "baseline", "candidate", "n", "baseline mean", "candidate mean", "difference", "d_z", "p", "p adj.", "significant", "W/T/L", "MDE"]
+    for name, label in (("baseline", "baseline"), ("metric", "metric")):  # a column with one value goes into the title
+        values = {str(c.get(name)) for c in comparisons}
+        if len(values) == 1 and comparisons:
+            index = columns.index(name)
+            columns.pop(index)
+            rows = [row[:index] + row[index + 1:] for row in rows]
+            title += f", {label} {metric_label(values.pop()) if name == 'metric' else values.pop()}"
     return Table(
         title,
-        ["suite", "metric", "baseline", "candidate", "n", "baseline mean", "candidate mean", "difference", "d_z", "p", "p adj.", "significant", "W/T/L", "MDE"],
+        columns,
         rows,
         note=(f"Difference = candidate - baseline, paired on the same queries, with its {confidence:.0%} paired-bootstrap interval; " if confidence else "")
         + "p from the paired randomization test; p adj. after the multiplicity correction; W/T/L: queries won, tied, lost; MDE: minimum detectable effect at 80% power.",
@@ -721,6 +756,14 @@ def moved_table(comparisons: list[dict[str, Any]]) -> Table | None:
 def forest_rows(comparisons: list[dict[str, Any]], thresholds: list[float | None] | None = None) -> list[dict[str, Any]]:
     keys = ("suite", "metric", "baseline", "candidate", "difference", "ci_low", "ci_high", "significant", "mde", "label")
     rows = [{k: c.get(k) for k in keys} for c in comparisons]
+    one_baseline = len({r["baseline"] for r in rows}) == 1
+    one_metric = len({r["metric"] for r in rows}) == 1
+    for row in rows:
+        if not row.get("label"):
+            row["label"] = " · ".join(
+                [str(row["candidate"]) + ("" if one_baseline else f" vs {row['baseline']}"), str(row["suite"])]
+                + ([] if one_metric else [metric_label(str(row["metric"]))])
+            )
     for row, threshold in zip(rows, thresholds or []):
         row["threshold"] = threshold
     return rows
@@ -738,10 +781,10 @@ def decision_tables(data: dict[str, Any]) -> list[Table]:
                     num(r.get("quality")),
                     Cell(signed(diff) if diff is not None else "-", diff, detail=interval(r.get("ci_low"), r.get("ci_high"), 4, sign=True)),
                     Cell(pvalue(r.get("p_adjusted")), r.get("p_adjusted")),
-                    num(r.get("p50_ms"), 3),
-                    num(r.get("p95_ms"), 3),
-                    num(r.get("build_seconds"), 3),
-                    num(r.get("encode_seconds"), 3),
+                    ms(r.get("p50_ms")),
+                    ms(r.get("p95_ms")),
+                    ms(r.get("build_seconds")),
+                    ms(r.get("encode_seconds")),
                     num(r.get("dimension")),
                     Cell("yes" if r.get("pareto") else "no", int(bool(r.get("pareto"))), tone="good" if r.get("pareto") else ""),
                 ]

@@ -146,12 +146,16 @@ def pareto(data: dict[str, Any]):
     elif ordered:
         ax.plot([], [], color="black", ls="--", lw=1, label="Pareto front")
     if latencies and min(latencies) > 0 and max(latencies) / min(latencies) > 20:
+        from matplotlib.ticker import FuncFormatter
+
         ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x:g}"))
     ax.set_xlabel("p95 latency per query (ms, lower is better)", fontsize=9)
     ax.set_ylabel(f"{_metric(data['metric'])} (higher is better)", fontsize=9)
     left, right = ax.get_xlim()
     ax.set_xlim(left, right * 1.25 if ax.get_xscale() == "log" else right + (right - left) * 0.2)
-    ax.legend(loc="lower right", fontsize=8.5, frameon=False, title="diamonds: on the front", title_fontsize=8)
+    handles, labels = ax.get_legend_handles_labels()
+    fig.legend(handles, [labels[0] + " (diamonds: arms on the front)"] if labels else [], loc="outside lower center", fontsize=8.5, frameon=False)
     _style(ax)
     return fig
 
@@ -209,7 +213,8 @@ def forest(data: dict[str, Any]):
     ax.axvline(0, color="black", lw=0.9)
     ax.set_yticks(range(len(rows)), labels, fontsize=8.5)
     ax.set_ylim(len(rows) - 0.5, -0.5)
-    ax.set_xlabel("mean paired difference, candidate - baseline (interval; green/red: significant)", fontsize=9)
+    ax.set_xlabel("mean paired difference, candidate - baseline, with its interval", fontsize=9)
+    ax.set_title("green / red: significantly better / worse after the multiplicity correction; grey: not significant", fontsize=8.5, color="#555")
     left, right = ax.get_xlim()
     ax.set_xlim(left, right + (right - left) * 0.12)
     if drew_threshold:

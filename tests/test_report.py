@@ -241,7 +241,7 @@ def test_headline_numbers_agree_in_html_markdown_and_terminal(eval_file: Path, t
             for output in (page, markdown, terminal):
                 assert value in output and ci in output and spec in output
     for retriever in data["retrievers"]:
-        p95 = json_report.fmt(retriever["latency"]["p95_ms"], 3)
+        p95 = json_report.ms(retriever["latency"]["p95_ms"]).text
         for output in (page, markdown, terminal):
             assert p95 in output
     for line in report.headline():
