@@ -270,6 +270,11 @@ def test_every_kind_renders_with_its_figures(eval_file: Path, tmp_path: Path) ->
         write_json(tmp_path / "decision.json", ab_decision_result(analysis)),
         model_folder(tmp_path),
         tmp_path / "ft" / "training_log.json",
+        write_json(tmp_path / "interleaving.json", {
+            "schema_version": 1, "kind": "ab-interleaving", "provenance": provenance(), "experiment_id": "il-1", "a": "bm25", "b": "dense",
+            "users": 900, "impressions": 4000, "wins_a": 1200, "wins_b": 1400, "ties": 1400, "preference": 0.0513, "se": 0.02,
+            "ci_lower": 0.0121, "ci_upper": 0.0905, "pvalue": 0.01, "sign_test_pvalue": 0.012, "winner": "dense",
+            "power": {"power": 0.8, "alpha": 0.05, "users_needed": 700}}),
         write_json(tmp_path / "future.json", {"schema_version": 1, "kind": "something-new", "provenance": provenance(), "answer": 42}),
     ]
     report = json_report.build_report(files)
@@ -289,6 +294,8 @@ def test_every_kind_renders_with_its_figures(eval_file: Path, tmp_path: Path) ->
     assert [t.title for t in mteb_tables] == ["mteb:local: 2 queries (split test)", "mteb:local: MTEB tasks"]
     assert any("SciFact skipped" in n for n in report.sections[0].notes)
     assert any("incomplete" in n for n in report.sections[0].notes)
+    interleaving = next(s for s in report.sections if s.kind == "ab-interleaving")
+    assert interleaving.badge == "WINNER dense" and "+0.0513" in interleaving.headline[0]
     card = next(s for s in report.sections if s.kind == "model-card")
     assert "0.3512 before, 0.4123 after" in card.headline[0]
     assert "7e9125c71389" in card.figures[0].caption
