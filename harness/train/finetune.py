@@ -109,6 +109,20 @@ class FinetuneResult:
         return {"before": self.card["validation"]["before"], "after": self.card["validation"]["after"]}
 
 
+def demo_config(**overrides: Any) -> "FinetuneConfig":
+    """Settings for the demo pipeline: short texts, exact-document pairs only (grade 2), a
+    small validation corpus; two passes in about three minutes on two idle CPU cores."""
+    values: dict[str, Any] = dict(min_grade=2, max_seq_length=128, validation_corpus_max=500)
+    values.update(overrides)
+    return FinetuneConfig(**values)
+
+
+def demo_cross_encoder_config(**overrides: Any) -> "CrossEncoderConfig":
+    values: dict[str, Any] = dict(min_grade=2, max_length=192, num_negatives=3, validation_queries=40, validation_candidates=15)
+    values.update(overrides)
+    return CrossEncoderConfig(**values)
+
+
 # ------------------------------------------------------------------ helpers
 
 
