@@ -384,6 +384,7 @@ def train_pass(
     )
     _quiet_trainer(trainer)
     checkpoint = latest_checkpoint(checkpoints) if resume else None
+    history_before = len(getattr(evaluator, "history", []))
     started = time.perf_counter()
     try:
         output = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
@@ -398,7 +399,7 @@ def train_pass(
         raise
     seconds = time.perf_counter() - started
     timer = callbacks[0]
-    eval_seconds = sum(h.get("seconds", 0.0) for h in getattr(evaluator, "history", [])[-epochs:])
+    eval_seconds = sum(h.get("seconds", 0.0) for h in getattr(evaluator, "history", [])[history_before:])
     trained = output.metrics.get("train_runtime", seconds)
     epochs_done = float(trainer.state.epoch or epochs)
     train_only = max(1e-9, trained - eval_seconds)
