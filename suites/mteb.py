@@ -323,7 +323,9 @@ def _check_task_names(names: list[str]) -> None:
             unknown.append(name)
             continue
         task = tasks[0]
-        if task.metadata.type not in {"Retrieval", "Reranking", "InstructionRetrieval"} and "Retrieval" not in task.metadata.type:
+        from mteb.abstasks.retrieval import AbsTaskRetrieval
+
+        if not isinstance(task, AbsTaskRetrieval):
             raise HarnessError(f"mteb task {name!r} is a {task.metadata.type} task; this suite runs retrieval tasks")
     if unknown:
         raise HarnessError(f"unknown mteb task(s): {', '.join(unknown)} (names as in mteb.get_tasks, e.g. SciFact, NFCorpus, ArguAna, FiQA2018)")
