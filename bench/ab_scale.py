@@ -1,6 +1,6 @@
 """Scale benchmark of `harness ab` on simulated exposures (default 10 million).
 
-    python bench/ab_scale.py [--exposures 10000000] [--keep DIR]
+    python bench/ab_scale.py [--exposures 10000000] [--keep DIR [--reuse]]
 
 Phases, each in its own process so that its peak memory is its own:
 
@@ -81,10 +81,17 @@ def phase_ingest(work: Path) -> dict:
 
 
 def phase_analyze(work: Path, daily: bool) -> dict:
+    # the libraries are imported before the clock starts, as the pandas phase imports
+    # pandas and numpy before its clock; their import time is reported on its own
+    t = time.perf_counter()
     import ibis
+    import scipy.stats  # noqa: F401
+    import statsmodels.stats.multitest  # noqa: F401
+    import tea_tasting  # noqa: F401
 
     from harness.ab import analysis, schema
 
+    imports = time.perf_counter() - t
     con = schema.connect(work / "ab.duckdb")
     con.execute(f"SET memory_limit = '{MEMORY_LIMIT}'")
     exp = schema.get_experiment(con, "scale")
@@ -93,7 +100,8 @@ def phase_analyze(work: Path, daily: bool) -> dict:
     seconds = time.perf_counter() - t
     con.close()
     ctr = next(e for e in res["effects"] if e["metric"] == "ctr")
-    return {"seconds": seconds, "peak_mb": peak_mb(), "ctr": {v: res["variants"][v]["metrics"]["ctr"] for v in res["variants"]},
+    return {"seconds": seconds, "imports_seconds": imports, "peak_mb": peak_mb(),
+            "ctr": {v: res["variants"][v]["metrics"]["ctr"] for v in res["variants"]},
             "ctr_effect": ctr["effect_size"], "ctr_ci": [ctr["effect_size_ci_lower"], ctr["effect_size_ci_upper"]],
             "users": res["srm"]["users"]}
 
@@ -197,6 +205,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--exposures", type=int, default=10_000_000)
     parser.add_argument("--keep", help="Work folder to keep (default: a temporary one).")
+    parser.add_argument("--reuse", action="store_true", help="With --keep: reuse the store already there (skip simulate and ingest).")
     parser.add_argument("--phase", help=argparse.SUPPRESS)
     parser.add_argument("--work", help=argparse.SUPPRESS)
     parser.add_argument("--daily", action="store_true", help=argparse.SUPPRESS)
@@ -218,12 +227,16 @@ def main() -> None:
     else:
         tmp = tempfile.TemporaryDirectory(prefix="ab_scale_")
         work = Path(tmp.name)
-    report = {"simulate": run_phase("simulate", work, "--exposures", str(args.exposures))}
-    print(f"simulate: {report['simulate']['exposures']:,} exposures, {report['simulate']['interactions']:,} interactions "
-          f"in {report['simulate']['seconds']:.1f} s", flush=True)
-    report["ingest"] = run_phase("ingest", work)
-    r = report["ingest"]
-    print(f"ingest: {r['rows']:,} rows in {r['seconds']:.1f} s = {r['rows_per_second']:,.0f} rows/s, peak {r['peak_mb']:.0f} MB", flush=True)
+    report = {}
+    if args.reuse and args.keep and (work / "ab.duckdb").is_file():
+        print(f"reusing the store in {work} (no simulate, no ingest)", flush=True)
+    else:
+        report["simulate"] = run_phase("simulate", work, "--exposures", str(args.exposures))
+        print(f"simulate: {report['simulate']['exposures']:,} exposures, {report['simulate']['interactions']:,} interactions "
+              f"in {report['simulate']['seconds']:.1f} s", flush=True)
+        report["ingest"] = run_phase("ingest", work)
+        r = report["ingest"]
+        print(f"ingest: {r['rows']:,} rows in {r['seconds']:.1f} s = {r['rows_per_second']:,.0f} rows/s, peak {r['peak_mb']:.0f} MB", flush=True)
     report["analyze"] = run_phase("analyze", work)
     report["analyze_daily"] = run_phase("analyze", work, "--daily")
     run_phase("export", work)
@@ -232,11 +245,14 @@ def main() -> None:
     a, ad, p, f = report["analyze"], report["analyze_daily"], report["pandas"], report["floor"]
     for v in a["ctr"]:
         assert abs(a["ctr"][v] - p["ctr"][v]) < 1e-9, (a["ctr"], p["ctr"])
-    print(f"analyze (metrics, effects, SRM, power): {a['seconds']:.1f} s, peak {a['peak_mb']:.0f} MB")
-    print(f"analyze with per-day and sequential intervals: {ad['seconds']:.1f} s, peak {ad['peak_mb']:.0f} MB")
-    print(f"pandas, same per-variant numbers: {p['seconds']:.1f} s, peak {p['peak_mb']:.0f} MB")
+    print(f"analyze (metrics, effects, SRM, power): {a['seconds']:.2f} s, peak {a['peak_mb']:.0f} MB "
+          f"(+ {a['imports_seconds']:.1f} s importing ibis, scipy, statsmodels, tea-tasting once per process)")
+    print(f"analyze with per-day and sequential intervals: {ad['seconds']:.2f} s, peak {ad['peak_mb']:.0f} MB")
+    print(f"pandas, same per-variant numbers: {p['seconds']:.2f} s, peak {p['peak_mb']:.0f} MB")
     print(f"DuckDB bare GROUP BY variant scan: {f['bare_group_by_seconds']:.2f} s; hand-written SQL of the same numbers: {f['hand_sql_seconds']:.2f} s")
-    print(f"analysis / bare scan: {a['seconds'] / f['bare_group_by_seconds']:.1f}x; analysis / hand SQL: {a['seconds'] / f['hand_sql_seconds']:.1f}x")
+    print(f"analysis / bare scan: {a['seconds'] / f['bare_group_by_seconds']:.1f}x (with per-day: {ad['seconds'] / f['bare_group_by_seconds']:.1f}x); "
+          f"analysis / hand SQL: {a['seconds'] / f['hand_sql_seconds']:.1f}x")
+    print(f"pandas / analysis with per-day and sequential intervals: {p['seconds'] / ad['seconds']:.1f}x")
     if args.keep:
         (work / "ab_scale.json").write_text(json.dumps(report, indent=1, default=str))
     print(f"pandas / analysis: {p['seconds'] / a['seconds']:.1f}x")

@@ -212,3 +212,41 @@ def test_cli_runs_simulate_ingest_analyze_decide_with_exit_codes(tmp_path, capsy
     assert decision["kind"] == "ab-decision" and decision["decision"]["decision"] == "promote"
     assert exit_code(["ab", "analyze", "--db", str(tmp_path / "missing.duckdb")]) == 3
     assert exit_code(["ab", "decide", "--db", str(db), "--srm-typo"]) == 3
+
+
+# The numbers of the analysis before it was restructured into one pass (commit 1f14f42:
+# per-exposure rows, per-user-day sums, per-user sums, then two per-day queries), on this
+# seeded log. The one-pass path must give them all: effects, intervals, p-values, power,
+# per-day and cumulative figures, sequential bounds.
+BEFORE = json.loads(
+    """{"quality":{"users":526,"users_in_several_variants":0,"pre_period_only_users":90,"users_with_pre_period":410},"users":{"control":206,"treatment":230},"variants":{"control":{"ctr":0.567278287462,"success_rate":0.423547400612,"mrr":0.441538638901,"abandonment":0.432721712538,"clicks_per_query":0.772171253823,"ipw_clicks_per_query":1.86850152905,"conversion_rate":0.0474006116208,"queries_per_user":3.17475728155},"treatment":{"ctr":0.593607305936,"success_rate":0.467275494673,"mrr":0.47352745766,"abandonment":0.406392694064,"clicks_per_query":0.79604261796,"ipw_clicks_per_query":1.8599695586,"conversion_rate":0.0456621004566,"queries_per_user":2.85652173913}},"effects":{"ctr":[0.0315966667888,-0.0298670230862,0.0930603566638,0.312801106457,1.0,-0.063479788263,0.126673121841,0.590845506818,25004],"success_rate":[0.04453167859,-0.0154727920313,0.104536149211,0.145385976301,1.0,-0.0397095441997,0.137238370319,0.558371885067,40644],"mrr":[0.0366476998993,-0.021088725158,0.0943841249565,0.212824557828,1.0,-0.0458936694692,0.125987801557,0.53090375298,35530],"abandonment":[-0.0315966667888,-0.0930603566638,0.0298670230862,0.312801106457,1.0,-0.126673121841,0.063479788263,0.590845506818,47869],"clicks_per_query":[0.0288289954225,-0.071196959765,0.12885495061,0.571296337547,1.0,-0.124671195308,0.183775035151,1.0,36045],"ipw_clicks_per_query":[-0.0127818532043,-0.302326345799,0.276762639391,0.930891556908,1.0,-0.459888699728,0.43432499332,1.0,53391],"conversion_rate":[-0.00149527962514,-0.0252990024912,0.0223084432409,0.901791544472,1.0,-0.0384927901228,0.0326737639029,1.0,579431],"queries_per_user":[-0.217871654647,-0.598096113452,0.162352804157,0.260632023603,1.0,-0.298062584081,0.36820843771,0.99414061242,34671]},"daily":{"ctr/0":[0.089322685596,-0.0230401730042,0.201685544196],"mrr/0":[0.0800430040891,-0.0237062299852,0.183792238164],"ctr/1":[0.0228010418754,-0.0833845831464,0.128986666897],"mrr/1":[0.0480557225228,-0.0534509943364,0.149562439382],"ctr/2":[-0.0157434201461,-0.121713786066,0.0902269457741],"mrr/2":[-0.0236475701621,-0.124869106767,0.0775739664424],"ctr/3":[0.0139014202172,-0.0907464138405,0.118549254275],"mrr/3":[0.0280010343319,-0.0730912196837,0.129093288347]},"cumulative":{"ctr/0":[204,0.0996229637811,-0.00906914405341,0.208315071616,-0.0814022642193,0.280648191781],"ctr/1":[313,0.0634282773459,-0.0195022651168,0.146358819808,-0.0681361887365,0.194992743428],"ctr/2":[386,0.0392304085441,-0.0295658309557,0.108026648044,-0.0680726762154,0.146533493304],"ctr/3":[436,0.0315966667888,-0.0296790104208,0.0928723439985,-0.063479788263,0.126673121841],"ipw_clicks_per_query/0":[204,-0.0243141177147,-0.593755789707,0.545127554278,-0.972711481232,0.924083245803],"ipw_clicks_per_query/1":[313,-0.0234588719854,-0.435502854409,0.388585110438,-0.67321589442,0.626298150449],"ipw_clicks_per_query/2":[386,0.0450381751948,-0.281868823576,0.371945173966,-0.462493152491,0.552569502881],"ipw_clicks_per_query/3":[436,-0.0127818532043,-0.301478802183,0.275915095774,-0.459888699728,0.43432499332],"queries_per_user/0":[204,0.0350729268149,-0.164950027299,0.235095880929,-0.298062584081,0.36820843771],"queries_per_user/1":[313,-0.0178172208955,-0.270167485506,0.234533043715,-0.298062584081,0.36820843771],"queries_per_user/2":[386,-0.165821702652,-0.489888033122,0.158244627818,-0.298062584081,0.36820843771],"queries_per_user/3":[436,-0.217871654647,-0.596939287982,0.161195978688,-0.298062584081,0.36820843771]}}"""
+)
+
+
+def test_the_one_pass_analysis_gives_the_numbers_of_the_former_pipeline(tmp_path):
+    cat = S.synthetic_rankings(120, seed=31)
+    cfg = S.SimConfig(experiment_id="ref", n_users=700, days=4, pre_days=3, effect=0.1, seed=31, late=0.05, duplicates=0.01)
+    S.write(cat, cfg, tmp_path / "logs", "jsonl", progress=False)
+    con = schema.connect(tmp_path / "ref.duckdb")
+    schema.register_experiment(con, schema.load_experiment_file(tmp_path / "logs" / "experiment.json"))
+    ing.ingest(con, [str(tmp_path / "logs" / "*.jsonl")], progress=False)
+    res = A.analyze(ibis.duckdb.from_connection(con), schema.get_experiment(con, "ref"), A.Options(propensities=PROPS))
+    no_daily = A.analyze(ibis.duckdb.from_connection(con), schema.get_experiment(con, "ref"), A.Options(propensities=PROPS, daily=False))
+    con.close()
+    near = lambda x: pytest.approx(x, rel=1e-9, abs=1e-12)
+    assert res["data_quality"] == BEFORE["quality"] and res["srm"]["users"] == BEFORE["users"]
+    for v, metrics in BEFORE["variants"].items():
+        assert res["variants"][v]["metrics"] == near(metrics)
+    keys = ("effect_size", "effect_size_ci_lower", "effect_size_ci_upper", "pvalue", "pvalue_holm", "seq_ci_lower", "seq_ci_upper", "seq_pvalue")
+    for e, f in zip(res["effects"], no_daily["effects"], strict=True):
+        assert [e[k] for k in keys] + [e["power"].get("users_needed")] == near(BEFORE["effects"][e["metric"]])
+        assert [f[k] for k in keys[:5]] == near(BEFORE["effects"][e["metric"]][:5])  # the per-period pass: same numbers
+    daily = {f'{c["metric"]}/{c["day"]}': [c[k] for k in keys[:3]] for c in res["daily"] if c["metric"] in ("ctr", "mrr")}
+    assert daily.keys() == BEFORE["daily"].keys()
+    for k, v in BEFORE["daily"].items():
+        assert daily[k] == near(v)
+    cumulative = {f'{c["metric"]}/{c["day"]}': [c["users"]] + [c[k] for k in ("effect_size", "ci_lower", "ci_upper", "seq_ci_lower", "seq_ci_upper")]
+                  for c in res["cumulative"] if c["metric"] in ("ctr", "ipw_clicks_per_query", "queries_per_user")}
+    assert cumulative.keys() == BEFORE["cumulative"].keys()
+    for k, v in BEFORE["cumulative"].items():
+        assert cumulative[k] == near(v)

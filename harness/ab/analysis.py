@@ -80,35 +80,33 @@ def window(exp: ExperimentConfig, opts: Options) -> tuple[datetime, datetime, da
 
 def exposure_table(backend, exp: ExperimentConfig, opts: Options, propensities: list[float]):
     """One row per exposure of the experiment (pre-period included): user, variant, day
-    (negative in the pre-period) and the per-query quantities."""
+    (negative in the pre-period) and the per-query quantities.
+
+    The experiment id and the variant names are bound as memtables (semi-joins); the
+    window's timestamps and the dwell threshold are typed literals (datetime and float
+    objects, never text). Interactions are reduced per exposure first (one hash
+    aggregation), then joined to their exposure."""
     import ibis
 
     pre_ts, start, end = window(exp, opts)
     exposures = backend.table("exposures")
     interactions = backend.table("interactions")
-    params = _mt(
-        {
-            "experiment_id": [exp.experiment_id],
-            "_pre_ts": [pre_ts],
-            "_start_ts": [start],
-            "_end_ts": [end],
-            "_dwell": [float(opts.dwell_threshold)],
-        }
-    )
+    ids = _mt({"experiment_id": [exp.experiment_id]})
     variants = _mt({"variant": list(exp.variants)})
-    e = exposures.join(params, "experiment_id").join(variants, "variant")
-    e = e.filter(e.ts >= e._pre_ts, e.ts < e._end_ts)
+    e = exposures.filter(
+        exposures.experiment_id.isin(ids.experiment_id),
+        exposures.variant.isin(variants.variant),
+        exposures.ts >= ibis.literal(pre_ts, "timestamp"),
+        exposures.ts < ibis.literal(end, "timestamp"),
+    )
     e = e.select(
         "event_id",
         "user_id",
         "variant",
-        "_dwell",
-        "_end_ts",
         n_docs=e.doc_ids.length(),
-        day=((e.ts.epoch_seconds() - e._start_ts.epoch_seconds()) // 86400).cast("int64"),
+        day=((e.ts.epoch_seconds() - ibis.literal(start, "timestamp").epoch_seconds()) // 86400).cast("int64"),
     )
     props = _mt({"position": list(range(1, len(propensities) + 1)), "_prop": [float(p) for p in propensities]})
-    # interactions are reduced per exposure first (one hash aggregation), then joined
     i = interactions.filter(interactions.position >= 1).left_join(props, "position")
     is_click = i.kind == "click"
     per = i.group_by(i.exposure_id).aggregate(
@@ -116,7 +114,6 @@ def exposure_table(backend, exp: ExperimentConfig, opts: Options, propensities: 
         first_pos=i.position.min(where=is_click),
         last_pos=i.position.max(),
         dwell_max=i.dwell_s.max(where=is_click),
-        last_ts=i.ts.max(),
         converted=(i.kind == "conversion").cast("int64").max(),
         ipw=(1.0 / i._prop).sum(where=is_click & i._prop.notnull()),
     )
@@ -125,6 +122,7 @@ def exposure_table(backend, exp: ExperimentConfig, opts: Options, propensities: 
     # but possible for interactions that arrived first) voids the exposure's clicks
     valid = j.n_clicks.notnull() & (j.last_pos <= j.n_docs)
     n_clicks = ibis.ifelse(valid, j.n_clicks, 0)
+    dwell = ibis.literal(float(opts.dwell_threshold), "float64")
     return j.select(
         "user_id",
         "variant",
@@ -132,7 +130,7 @@ def exposure_table(backend, exp: ExperimentConfig, opts: Options, propensities: 
         queries=ibis.literal(1, "int64"),
         clicked=(n_clicks > 0).cast("int64"),
         clicks=n_clicks,
-        successes=ibis.ifelse(valid & (j.dwell_max >= j._dwell), 1, 0),
+        successes=ibis.ifelse(valid & (j.dwell_max >= dwell), 1, 0),
         rr=ibis.ifelse(valid & j.first_pos.notnull(), 1.0 / j.first_pos.cast("float64"), 0.0),
         abandoned=(n_clicks == 0).cast("int64"),
         ipw_clicks=ibis.ifelse(valid, j.ipw.fill_null(0.0), 0.0),
@@ -140,11 +138,22 @@ def exposure_table(backend, exp: ExperimentConfig, opts: Options, propensities: 
     )
 
 
-def user_day_table(per_exposure):
-    """Per (user, variant, day) sums: the one table the rest of the analysis reads."""
-    return per_exposure.group_by(["user_id", "variant", "day"]).aggregate(
-        **{b: per_exposure[b].sum() for b in BASE}
-    )
+def user_day_table(per_exposure, by_day: bool = True):
+    """Per (user, variant, day) sums: the one pass over the raw logs. With ``by_day``
+    False the days collapse into the pre-period (-1) and the experiment (0): far fewer
+    groups when no per-day figure is wanted. ``queries`` is a count and ``abandoned`` =
+    queries - clicked (every query is either clicked or abandoned), two aggregates less
+    in the hash aggregation that dominates the cost."""
+    import ibis
+
+    t = per_exposure
+    if not by_day:
+        t = t.mutate(day=ibis.ifelse(t.day < 0, -1, 0).cast("int64"))
+    sums = {b: t[b].sum() for b in BASE if b not in ("queries", "abandoned")}
+    agg = t.group_by(["user_id", "variant", "day"]).aggregate(queries=t.count(), **sums)
+    return agg.select("user_id", "variant", "day", *[
+        (agg.queries - agg.clicked).name(b) if b == "abandoned" else agg[b] for b in BASE
+    ])
 
 
 def user_table(user_day, cuped: bool):
@@ -257,15 +266,6 @@ def estimate_propensities(con, exp: ExperimentConfig, opts: Options, k: int = DE
 # --------------------------------------------------------------------------- moments
 
 
-def _moment_exprs(t, cols: list[str], pairs: list[tuple[str, str]], prefix: str = ""):
-    out = {"_n": t[f"{prefix}_one"].sum() if prefix else t.count()}
-    for c in cols:
-        out[f"s__{c}"] = t[f"{prefix}{c}"].cast("float64").sum()
-    for a, b in pairs:
-        out[f"p__{a}__{b}"] = (t[f"{prefix}{a}__{b}"] if prefix else t[a].cast("float64") * t[b].cast("float64")).sum()
-    return out
-
-
 def _pairs(cols: Any) -> tuple[list[str], list[tuple[str, str]]]:
     cols_ = sorted(set(cols.mean_cols) | set(cols.var_cols) | {c for p in cols.cov_cols for c in p})
     pairs = sorted({(c, c) for c in cols.var_cols} | {tuple(sorted(p)) for p in cols.cov_cols})
@@ -291,9 +291,10 @@ def aggregates_from_moments(n: float, sums: dict, prods: dict, cols: list[str], 
 
 
 def daily_moments(user_day, users, cols: list[str], pairs: list[tuple[str, str]], cuped: bool):
-    """Per (variant, day): the moments of each day's own per-user values, and the
-    increments of the moments of the cumulative per-user values (summed over days they
-    give the moments of everything up to that day: a difference array, one pass)."""
+    """Per (variant, day), in one query: the moments of each day's own per-user values
+    (``_n``, ``s__*``, ``p__*``) and the increments of the moments of the cumulative
+    per-user values (``c_n``, ``cs__*``, ``cp__*``; summed over days they give the moments
+    of everything up to that day: a difference array over each user's active days)."""
     import ibis
 
     ud = user_day.filter(user_day.day >= 0)
@@ -301,9 +302,7 @@ def daily_moments(user_day, users, cols: list[str], pairs: list[tuple[str, str]]
     ud = ud.join(keep, "user_id")
     base_cols = [c for c in cols if not c.startswith("pre_")]
     cov_cols = [c for c in cols if c.startswith("pre_")]
-    # the day's own values (no covariates)
     own_pairs = [(a, b) for a, b in pairs if not a.startswith("pre_") and not b.startswith("pre_")]
-    daily = ud.group_by(["variant", "day"]).aggregate(**_moment_exprs(ud, base_cols, own_pairs))
     # cumulative values: cum_x at this row, prev_x at the user's previous active day
     w = ibis.cumulative_window(group_by="user_id", order_by="day")
     cum = ud.mutate(_rn=ibis.row_number().over(w), **{f"cum_{c}": ud[c].sum().over(w) for c in base_cols})
@@ -313,21 +312,20 @@ def daily_moments(user_day, users, cols: list[str], pairs: list[tuple[str, str]]
     for c in cov_cols:  # constant per user: enters the moments at the user's first day
         cur[c] = cum[c].cast("float64")
         prev[c] = ibis.ifelse(first, 0.0, cum[c].cast("float64"))
-    deltas = {"d__one": first.cast("int64")}
-    for c in cols:
-        deltas[f"d__{c}"] = cur[c] - prev[c]
-    for a, b in pairs:
-        deltas[f"d__{a}__{b}"] = cur[a] * cur[b] - prev[a] * prev[b]
-    cum = cum.select("variant", "day", **deltas)
-    agg = {"_n": cum.d__one.sum()}
-    agg |= {f"s__{c}": cum[f"d__{c}"].sum() for c in cols}
-    agg |= {f"p__{a}__{b}": cum[f"d__{a}__{b}"].sum() for a, b in pairs}
-    increments = cum.group_by(["variant", "day"]).aggregate(**agg)
-    return daily, increments
+    agg = {"_n": cum.count()}  # the day's own values (no covariates)
+    agg |= {f"s__{c}": cum[c].cast("float64").sum() for c in base_cols}
+    agg |= {f"p__{a}__{b}": (cum[a].cast("float64") * cum[b].cast("float64")).sum() for a, b in own_pairs}
+    agg |= {"c_n": first.cast("int64").sum()}
+    agg |= {f"cs__{c}": (cur[c] - prev[c]).sum() for c in cols}
+    agg |= {f"cp__{a}__{b}": (cur[a] * cur[b] - prev[a] * prev[b]).sum() for a, b in pairs}
+    return cum.group_by(["variant", "day"]).aggregate(**agg)
 
 
 def _rows_to_aggregates(rows: list[dict], cols, pairs, cumulative: bool) -> dict[int, dict[str, Any]]:
-    """{day: {variant: Aggregates}}; cumulative rows are summed over days first."""
+    """{day: {variant: Aggregates}}; cumulative rows (``c_n``, ``cs__*``, ``cp__*``) are
+    summed over days first."""
+    if cumulative:
+        rows = [{"variant": r["variant"], "day": r["day"], "_n": r["c_n"]} | {k[1:]: v for k, v in r.items() if k.startswith(("cs__", "cp__"))} for r in rows]
     by_variant: dict[str, dict[int, dict]] = {}
     for r in rows:
         by_variant.setdefault(r["variant"], {})[int(r["day"])] = r
@@ -382,8 +380,12 @@ def analyze(backend, exp: ExperimentConfig, opts: Options, *, duckdb_con=None) -
     else:
         props = {"values": [1.0 / p for p in range(1, DEFAULT_K + 1)], "sources": ["default 1/k"] * DEFAULT_K}
 
+    # one pass over the raw logs: per (user, variant, day) sums, or per (user, variant,
+    # period) when no per-day figure is wanted; everything else reads small tables
     per_exposure = exposure_table(backend, exp, opts, props["values"])
-    user_day = _materialize(backend, user_day_table(per_exposure))
+    user_day = user_day_table(per_exposure, by_day=opts.daily)
+    if opts.daily:  # read twice (per user, per day): computed once
+        user_day = _materialize(backend, user_day)
     users_all = _materialize(backend, user_table(user_day, cuped=opts.cuped))
     users = users_all.filter((users_all.n_variants == 1) & (users_all.queries > 0))
 
@@ -468,11 +470,11 @@ def analyze(backend, exp: ExperimentConfig, opts: Options, *, duckdb_con=None) -
     }
     if opts.daily:
         cols_list, pairs = _pairs(cols)
-        daily_t, inc_t = daily_moments(user_day, users_all, cols_list, pairs, has_pre)
+        moment_rows = daily_moments(user_day, users_all, cols_list, pairs, has_pre).to_pyarrow().to_pylist()
         own_cols = [c for c in cols_list if not c.startswith("pre_")]
         own_pairs = [(a, b) for a, b in pairs if not a.startswith("pre_") and not b.startswith("pre_")]
-        daily_aggr = _rows_to_aggregates(daily_t.to_pyarrow().to_pylist(), own_cols, own_pairs, cumulative=False)
-        cum_aggr = _rows_to_aggregates(inc_t.to_pyarrow().to_pylist(), cols_list, pairs, cumulative=True)
+        daily_aggr = _rows_to_aggregates(moment_rows, own_cols, own_pairs, cumulative=False)
+        cum_aggr = _rows_to_aggregates(moment_rows, cols_list, pairs, cumulative=True)
         plain = tt_metrics(False, names)
         normal = tt_metrics(has_pre, names, use_t=False)
         z = scipy.stats.norm.ppf(1 - opts.alpha / 2)

@@ -248,7 +248,7 @@ def parse_experiment(data: Any, source: str = "experiment") -> ExperimentConfig:
     """Validate an experiment definition (a JSON object) and return it."""
     if not isinstance(data, dict):
         raise HarnessError(f"{source}: an experiment definition must be a JSON object")
-    known = set(ExperimentConfig.__dataclass_fields__) | {"start", "end", "true_effects", "simulation"}
+    known = set(ExperimentConfig.__dataclass_fields__) | {"start", "end", "true_effects", "simulation", "retrievers"}
     unknown = sorted(set(data) - known)
     if unknown:
         raise HarnessError(f"{source}: unknown experiment field(s): {', '.join(unknown)}")

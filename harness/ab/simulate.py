@@ -67,6 +67,7 @@ class SimConfig:
     primary_metric: str = "ctr"
     guardrails: list[str] = field(default_factory=lambda: ["abandonment", "queries_per_user"])
     guardrail_margin: float = 0.05
+    retrievers: dict[str, str] | None = None  # variant -> retriever spec served (recorded in experiment.json)
 
     def check(self) -> None:
         if len(self.variants) < 2 or len(set(self.variants)) != len(self.variants):
@@ -412,7 +413,7 @@ def experiment_definition(cat: Catalogue, cfg: SimConfig) -> dict[str, Any]:
         "guardrail_margin": cfg.guardrail_margin,
         "true_effects": true_values(cat, cfg),
         "simulation": asdict(cfg),
-    }
+    } | ({"retrievers": dict(cfg.retrievers)} if cfg.retrievers else {})
 
 
 def write(cat: Catalogue, cfg: SimConfig, out: str | Path, fmt: str = "jsonl", progress: bool = True) -> dict[str, Any]:

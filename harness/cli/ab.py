@@ -157,10 +157,12 @@ def simulate(out, data, retrievers, runs, split, cache_dir, variants, experiment
     else:
         names, rankings, qrels, texts = _dataset_rankings(data, retrievers, runs, split, cache_dir, variants)
         cat = sim.catalogue_from_runs(rankings, qrels, texts)
+        specs = dict(zip(names[len(runs):], retrievers, strict=True)) if retrievers else None
     cfg = sim.SimConfig(
         experiment_id=experiment_id, variants=names, n_users=users, days=days, queries_per_user_day=queries_per_day,
         effect=effect, novelty=novelty, novelty_days=novelty_days, pre_days=pre_days, srm=srm, duplicates=duplicates,
         malformed=malformed, late=late, interleave=interleave, seed=seed, guardrail_margin=guardrail_margin,
+        retrievers=specs if data is not None else None,
     )
     summary = sim.write(cat, cfg, out, fmt)
     console = Console()
@@ -323,9 +325,16 @@ def print_analysis(res: dict) -> None:
 @parquet_option
 @experiment_option
 @click.option("--out", "out", type=click.Path(path_type=Path), help="Write the ab-analysis result (JSON) here.")
+@click.option("--offline", "offline", type=click.Path(path_type=Path),
+              help="An offline eval result of the variants' retrievers: report whether it predicted the online effect.")
+@click.option("--offline-map", "offline_map", multiple=True,
+              help="VARIANT=SPEC (repeatable), or the experiment.json of `ab simulate --retriever` (default: variants named after specs).")
+@click.option("--offline-suite", help="Suite of the offline result (default: the first with all the specs).")
+@click.option("--offline-metric", help="Offline metric (default: ndcg@10 when present).")
 @_analysis_options
 @seed_option
-def analyze(db, parquet, experiment_id, out, dwell, propensity, alpha, mde, no_cuped, bootstrap, as_of, horizon_days, seed) -> None:
+def analyze(db, parquet, experiment_id, out, offline, offline_map, offline_suite, offline_metric, dwell, propensity, alpha,
+            mde, no_cuped, bootstrap, as_of, horizon_days, seed) -> None:
     """Analyse an experiment: per-variant ranking metrics, effects with intervals (delta
     method, CUPED), SRM, Holm, power, the per-day effect and the always-valid sequential
     interval of every day.
@@ -335,15 +344,34 @@ def analyze(db, parquet, experiment_id, out, dwell, propensity, alpha, mde, no_c
       harness ab analyze --db ab.duckdb --experiment exp-1 --out analysis.json
       harness ab analyze --parquet logs/ --out analysis.json
     """
+    from harness.ab import offline as off
+
     opts = _make_options(dwell, propensity, alpha, mde, no_cuped, bootstrap, as_of, horizon_days, seed)
+    offline_result = mapping = None
+    if offline is not None:  # read before the analysis: a wrong file fails fast
+        from harness.results import read_eval_result
+
+        offline_result = read_eval_result(offline)
+        mapping = off.parse_mapping(offline_map)
+        if not offline_map and parquet is not None:
+            recorded = sorted(Path(parquet).glob("experiment*.json"))
+            if recorded and "retrievers" in json.loads(recorded[0].read_text(encoding="utf-8")):
+                mapping = off.parse_mapping([str(recorded[0])])
+    elif offline_map or offline_suite or offline_metric:
+        raise HarnessError("--offline-map, --offline-suite and --offline-metric need --offline RESULT.json")
     con = _open(db, parquet)
     try:
         _, res = run_analysis(con, experiment_id, opts)
     finally:
         con.close()
     res["source"] = {"db": str(db) if db else None, "parquet": str(parquet) if parquet else None}
+    if offline_result is not None:
+        res["offline_online"] = off.agreement(res, offline_result, source=str(offline), mapping=mapping,
+                                              suite=offline_suite, metric=offline_metric, seed=seed)
     _write(out, "ab-analysis", seed, res)
     print_analysis(res)
+    if offline_result is not None:
+        off.print_agreement(res["offline_online"])
 
 
 # --------------------------------------------------------------------------- decide
