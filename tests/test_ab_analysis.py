@@ -250,3 +250,13 @@ def test_the_one_pass_analysis_gives_the_numbers_of_the_former_pipeline(tmp_path
     assert cumulative.keys() == BEFORE["cumulative"].keys()
     for k, v in BEFORE["cumulative"].items():
         assert cumulative[k] == near(v)
+
+
+def test_holm_adjust_equals_statsmodels():
+    from statsmodels.stats.multitest import multipletests
+
+    rng = np.random.default_rng(0)
+    for n in (1, 2, 8, 30):
+        p = rng.uniform(0, 0.2, n).tolist()
+        p[n // 2] = p[0]  # ties
+        assert A.holm_adjust(p) == multipletests(p, method="holm")[1].tolist()

@@ -366,7 +366,6 @@ def analyze(backend, exp: ExperimentConfig, opts: Options, *, duckdb_con=None) -
     import scipy.stats
     import tea_tasting as tt
     import tea_tasting.aggr as tta
-    from statsmodels.stats.multitest import multipletests
 
     from harness.ab.sequential import confidence_sequence
 
@@ -452,7 +451,7 @@ def analyze(backend, exp: ExperimentConfig, opts: Options, *, duckdb_con=None) -
                 row["power"] = {"rel_effect_size": opts.mde, "error": str(exc)}
             rows.append(row)
         pvals = [r["pvalue"] if r["pvalue"] is not None else 1.0 for r in rows]
-        holm = multipletests(pvals, alpha=opts.alpha, method="holm")[1]
+        holm = holm_adjust(pvals)
         for r, p in zip(rows, holm, strict=True):
             r["pvalue_holm"] = float(p)
         effects.extend(rows)
@@ -519,7 +518,7 @@ def analyze(backend, exp: ExperimentConfig, opts: Options, *, duckdb_con=None) -
         for t in treatments:
             rows = [e for e in effects if e["treatment"] == t and "seq_pvalue" in e]
             if rows:
-                holm = multipletests([r["seq_pvalue"] for r in rows], alpha=opts.alpha, method="holm")[1]
+                holm = holm_adjust([r["seq_pvalue"] for r in rows])
                 for r, p in zip(rows, holm, strict=True):
                     r["seq_pvalue_holm"] = float(p)
 
@@ -540,6 +539,22 @@ def analyze(backend, exp: ExperimentConfig, opts: Options, *, duckdb_con=None) -
         "cumulative": cumulative_out,
         "sequential": sequential_meta,
     }
+
+
+def holm_adjust(pvalues: list[float]) -> list[float]:
+    """Holm's step-down adjusted p-values (Holm 1979, "A simple sequentially rejective
+    multiple test procedure"), the operations of statsmodels' ``multipletests(method=
+    "holm")`` in the same order (so the same floats: tested), without the full garbage
+    collection that function runs on every call (0.2 s each on a loaded machine)."""
+    import numpy as np
+
+    p = np.asarray(pvalues, dtype=float)
+    order = np.argsort(p)
+    adjusted = np.maximum.accumulate(p[order] * np.arange(len(p), 0, -1))
+    adjusted[adjusted > 1] = 1
+    out = np.empty_like(adjusted)
+    out[order] = adjusted
+    return [float(x) for x in out]
 
 
 def _materialize(backend, expr):
