@@ -153,6 +153,7 @@ def mine(data, out, model_name, pairs_file, synthetic, llm_url, llm_model, llm_k
 @click.option("--validation-split", default="dev", show_default=True, help="Used when present; else a seeded share of train.")
 @click.option("--validation-share", type=float, default=0.1, show_default=True)
 @click.option("--max-pairs", type=int, help="Train on at most N pairs (seeded sample).")
+@click.option("--min-grade", type=int, default=1, show_default=True, help="Lowest grade that makes a judgement a positive.")
 @click.option("--num-negatives", type=int, help="Hard negatives per pair (bi-encoder 1, cross-encoder 3).")
 @click.option("--range-max", type=int, default=50, show_default=True)
 @click.option("--relative-margin", type=float, default=0.05, show_default=True)
@@ -164,7 +165,7 @@ def mine(data, out, model_name, pairs_file, synthetic, llm_url, llm_model, llm_k
 @cache_option
 def finetune(data, out, base, cross_encoder, passes, loss, matryoshka, epochs, pass2_epochs, lr, warmup, batch_size, mini_batch_size,
              max_seq_length, patience, pairs_file, synthetic, llm_url, llm_model, llm_key_env, train_split, validation_split,
-             validation_share, max_pairs, num_negatives, range_max, relative_margin, mining_cross_encoder, negatives_model,
+             validation_share, max_pairs, min_grade, num_negatives, range_max, relative_margin, mining_cross_encoder, negatives_model,
              keep_pass1, resume, seed, cache_dir):
     """Fine-tune a bi-encoder (two passes) or, with --cross-encoder, a reranker.
 
@@ -190,6 +191,7 @@ def finetune(data, out, base, cross_encoder, passes, loss, matryoshka, epochs, p
             num_negatives=num_negatives or 3, range_max=range_max,
             relative_margin=relative_margin if relative_margin >= 0 else None, train_split=train_split,
             validation_split=validation_split, validation_share=validation_share, max_pairs=max_pairs, synthetic=synthetic,
+            min_grade=min_grade,
         )
         result = finetune_cross_encoder(data, out, base=None if base == "default" else base, negatives_model=negatives_model,
                                         config=config, cache_dir=cache_dir, resume=resume, pairs_file=pairs_file, log=_echo)
@@ -199,7 +201,7 @@ def finetune(data, out, base, cross_encoder, passes, loss, matryoshka, epochs, p
             learning_rate=lr, warmup_ratio=warmup, batch_size=batch_size, mini_batch_size=mini_batch_size,
             max_seq_length=max_seq_length, seed=seed, early_stopping_patience=patience, train_split=train_split,
             validation_split=validation_split, validation_share=validation_share, max_pairs=max_pairs, synthetic=synthetic,
-            num_negatives=num_negatives or 1, range_max=range_max,
+            min_grade=min_grade, num_negatives=num_negatives or 1, range_max=range_max,
             relative_margin=relative_margin if relative_margin >= 0 else None, mining_cross_encoder=mining_cross_encoder,
             keep_pass1=keep_pass1,
         )

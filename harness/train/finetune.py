@@ -118,7 +118,8 @@ def demo_config(**overrides: Any) -> "FinetuneConfig":
 
 
 def demo_cross_encoder_config(**overrides: Any) -> "CrossEncoderConfig":
-    values: dict[str, Any] = dict(min_grade=2, max_length=192, num_negatives=3, validation_queries=40, validation_candidates=15)
+    values: dict[str, Any] = dict(min_grade=2, max_length=128, num_negatives=1, max_pairs=600, validation_queries=30,
+                                  validation_candidates=10)
     values.update(overrides)
     return CrossEncoderConfig(**values)
 
