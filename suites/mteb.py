@@ -249,6 +249,7 @@ class MTEBSuite(Suite):
             for spec in encoders:
                 aggregates[spec]["mteb_main_score"] = statistics.fmean(main[spec])
         details["complete"] = bool(outcomes) and not details["skipped_tasks"] and bool(encoders)
+        details["per_query_available"] = bool(outcomes) and bool(encoders)  # False: a gate can only use thresholds
         details["per_query_ids"] = "TASK/query-id (several tasks)" if prefix else "query-id"
         details["aggregation"] = "mean over tasks of each task's mean" if prefix else "mean over queries"
         excluded = {"mteb_tasks_skipped": len(details["skipped_tasks"])} if details["skipped_tasks"] else {}
