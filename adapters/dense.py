@@ -99,8 +99,13 @@ class DenseRetriever(Retriever):
     def model(self) -> Any:
         if self._model is None:
             self._model = load_sentence_transformer(resolve_model_name(self.model_name))
-            if self.max_len is not None:
+            if self.max_len is not None and self.max_len != self._model.max_seq_length:
+                import copy
+
+                # the loaded model is shared by every retriever of that model: change a copy
+                self._model = copy.deepcopy(self._model)
                 self._model.max_seq_length = self.max_len
+                self._model._harness_fingerprint = None
             if self.dim is not None and self.dim > self._model.get_embedding_dimension():
                 raise HarnessError(
                     f"dense: dim={self.dim} exceeds the model's {self._model.get_embedding_dimension()} dimensions"

@@ -21,19 +21,21 @@ def eval_tables(result: EvalResult) -> list[Table]:
         table.add_column("retriever", overflow="fold", max_width=48)
         for metric in metrics:
             table.add_column(metric, justify="right")
-        table.add_column("p50 ms", justify="right")
-        table.add_column("p95 ms", justify="right")
-        table.add_column("build s", justify="right")
+        # latency and build time belong to the harness's own search, not to a benchmark's
+        costs = suite.kind != "mteb"
+        if costs:
+            table.add_column("p50 ms", justify="right")
+            table.add_column("p95 ms", justify="right")
+            table.add_column("build s", justify="right")
         for spec, values in suite.aggregates.items():
             latency = info[spec].latency if spec in info else {}
             build = info[spec].build_seconds if spec in info else None
-            table.add_row(
-                spec,
-                *(f"{values[m]:.4f}" if m in values else "-" for m in metrics),
+            cost_cells = [
                 f"{latency['p50_ms']:.1f}" if latency else "-",
                 f"{latency['p95_ms']:.1f}" if latency else "-",
                 f"{build:.1f}" if build is not None else "-",
-            )
+            ]
+            table.add_row(spec, *(f"{values[m]:.4f}" if m in values else "-" for m in metrics), *(cost_cells if costs else []))
         tables.append(table)
     return tables
 

@@ -89,8 +89,7 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("tiny-bert")
     raw = folder / "raw"
     raw.mkdir()
-    (raw / "vocab.txt").write_text("\n".join(_vocabulary()) + "\n", encoding="utf-8")
-    tokenizer = BertTokenizerFast(vocab_file=str(raw / "vocab.txt"), do_lower_case=True)
+    tokenizer = BertTokenizerFast(vocab={word: index for index, word in enumerate(_vocabulary())}, do_lower_case=True)
     config = BertConfig(
         vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
         intermediate_size=64, max_position_embeddings=128,
