@@ -47,8 +47,8 @@ def spark():
 def test_spark_and_duckdb_give_the_same_analysis(tmp_path, spark):
     import ibis
 
-    # small on purpose (about 1,600 exposures): Spark's cost here is per query, not per row,
-    # and every number (pre-period/CUPED, late-free per-day and cumulative figures) is
+    # small on purpose (1,179 exposures): Spark's cost here is per query, not per row,
+    # and every number (CUPED with the pre-period, per-day and cumulative figures) is
     # still compared
     cat = S.synthetic_rankings(60, seed=21)
     cfg = S.SimConfig(experiment_id="spark", n_users=400, days=3, effect=0.1, pre_days=2, seed=21)

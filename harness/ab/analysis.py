@@ -5,6 +5,11 @@ BigQuery, ...): exposures and interactions are reduced to one row per user insid
 engine, and tea-tasting aggregates those rows by variant inside the engine too (count,
 means, variances, covariances). Only the aggregates reach Python.
 
+The raw logs are read once: one expression sums them per (user, variant, day), or per
+(user, variant, period) without per-day figures, and the per-user table built from it is
+materialised once (a temporary table); tea-tasting, the data-quality counts and the one
+per-day moments query read only those small tables.
+
 * Ranking metrics per query (ratio metrics over users, delta method): click-through
   rate, success rate (a click with dwell >= threshold), mean reciprocal rank of the
   first click, abandonment, clicks per query, inverse-propensity-weighted clicks per
