@@ -87,6 +87,8 @@ def test_disagreement_and_variants_named_after_specs(store, tmp_path):
     assert section["treatments"][0]["same_direction"] is True
     with pytest.raises(HarnessError, match="control variant"):
         off.agreement(res, eval_result(0.05), resamples=999)
+    with pytest.raises(HarnessError, match="--offline-map treatment=bm42"):
+        off.agreement(res, eval_result(0.05), mapping={"control": "bm25", "treatment": "bm42"}, resamples=999)
     with pytest.raises(HarnessError, match="offline metric"):
         off.agreement(res, eval_result(0.05), mapping={"control": "bm25", "treatment": "dense(dim=16)"}, metric="recall@100")
 

@@ -30,12 +30,15 @@ def variant_specs(exp_variants: list[str], result, mapping: dict[str, str] | Non
 
     out = {}
     for v in exp_variants:
-        text = (mapping or {}).get(v, v)
-        try:
-            out[v] = find_spec(result, text)
-        except HarnessError:
+        if mapping and v in mapping:  # asked for: a spec missing from the result is an error
+            try:
+                out[v] = find_spec(result, mapping[v])
+            except HarnessError as exc:
+                raise HarnessError(f"--offline-map {v}={mapping[v]}: {str(exc).splitlines()[0]}") from exc
             continue
-        except Exception:  # a variant name that is not a spec at all
+        try:
+            out[v] = find_spec(result, v)
+        except HarnessError:  # a variant not named after a spec (or not one at all)
             continue
     return out
 

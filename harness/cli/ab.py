@@ -355,7 +355,11 @@ def analyze(db, parquet, experiment_id, out, offline, offline_map, offline_suite
         mapping = off.parse_mapping(offline_map)
         if not offline_map and parquet is not None:
             recorded = sorted(Path(parquet).glob("experiment*.json"))
-            if recorded and "retrievers" in json.loads(recorded[0].read_text(encoding="utf-8")):
+            try:
+                has_specs = bool(recorded) and "retrievers" in json.loads(recorded[0].read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                has_specs = False  # the analysis reports an unreadable experiment file
+            if has_specs:
                 mapping = off.parse_mapping([str(recorded[0])])
     elif offline_map or offline_suite or offline_metric:
         raise HarnessError("--offline-map, --offline-suite and --offline-metric need --offline RESULT.json")
