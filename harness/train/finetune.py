@@ -251,27 +251,31 @@ def _model_fingerprint(model: Any) -> str:
     return fingerprint(model)
 
 
-def _callbacks(patience: int) -> list[Any]:
-    from transformers import EarlyStoppingCallback, TrainerCallback
+def step_timer() -> Any:
+    """A trainer callback summing the time inside epochs (batches, forward, backward,
+    optimiser), without the evaluation and checkpointing that follow each epoch."""
+    from transformers import TrainerCallback
 
-    class TimeRecorder(TrainerCallback):
+    class StepTimer(TrainerCallback):
         def __init__(self) -> None:
-            self.train_started = 0.0
-            self.eval_seconds = 0.0
-            self._eval_start = 0.0
+            self.seconds = 0.0
+            self._start = 0.0
 
-        def on_train_begin(self, args, state, control, **kwargs):  # noqa: ANN001
-            self.train_started = time.perf_counter()
+        def on_epoch_begin(self, args, state, control, **kwargs):  # noqa: ANN001
+            self._start = time.perf_counter()
 
         def on_epoch_end(self, args, state, control, **kwargs):  # noqa: ANN001
-            self._eval_start = time.perf_counter()
+            if self._start:
+                self.seconds += time.perf_counter() - self._start
+                self._start = 0.0
 
-        def on_evaluate(self, args, state, control, **kwargs):  # noqa: ANN001
-            if self._eval_start:
-                self.eval_seconds += time.perf_counter() - self._eval_start
-                self._eval_start = 0.0
+    return StepTimer()
 
-    callbacks: list[Any] = [TimeRecorder()]
+
+def _callbacks(patience: int) -> list[Any]:
+    from transformers import EarlyStoppingCallback
+
+    callbacks: list[Any] = [step_timer()]
     if patience > 0:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=patience))
     return callbacks
@@ -401,9 +405,8 @@ def train_pass(
     seconds = time.perf_counter() - started
     timer = callbacks[0]
     eval_seconds = sum(h.get("seconds", 0.0) for h in getattr(evaluator, "history", [])[history_before:])
-    trained = output.metrics.get("train_runtime", seconds)
     epochs_done = float(trainer.state.epoch or epochs)
-    train_only = max(1e-9, trained - eval_seconds)
+    train_only = max(1e-9, timer.seconds or (output.metrics.get("train_runtime", seconds) - eval_seconds))
     return {
         "loss": label,
         "rows": len(dataset),
@@ -420,7 +423,7 @@ def train_pass(
         "best_metric": trainer.state.best_metric,
         "resumed_from": str(checkpoint) if checkpoint else None,
         "log_history": _log_history(trainer),
-        "_timer_eval_seconds": round(timer.eval_seconds, 1),
+        "training_seconds": round(train_only, 1),
     }
 
 
