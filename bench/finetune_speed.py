@@ -112,7 +112,7 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=256)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--max-len", type=int, default=128)
-    parser.add_argument("--mini-batch", type=int, default=32)
+    parser.add_argument("--mini-batch", type=int, default=16)
     parser.add_argument("--memory-steps", type=int, default=1)
     parser.add_argument("--memory-data", default=str(SCIFACT) if SCIFACT.is_dir() else "")
     parser.add_argument("--skip-memory", action="store_true")

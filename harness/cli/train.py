@@ -143,7 +143,7 @@ def mine(data, out, model_name, pairs_file, synthetic, llm_url, llm_model, llm_k
 @click.option("--lr", type=float, default=2e-5, show_default=True)
 @click.option("--warmup", type=float, default=0.1, show_default=True, help="Warm-up share of the steps.")
 @click.option("--batch-size", type=int, default=32, show_default=True)
-@click.option("--mini-batch-size", type=int, default=32, show_default=True, help="Mini-batch of --loss cmnrl.")
+@click.option("--mini-batch-size", type=int, default=16, show_default=True, help="Mini-batch of --loss cmnrl (16 keeps batch 256 of 256-token texts under 3 GB).")
 @click.option("--max-seq-length", type=int, help="Truncate texts to N tokens while training.")
 @click.option("--patience", type=int, default=1, show_default=True, help="Early stopping: epochs without validation gain.")
 @click.option("--pairs", "pairs_file", type=click.Path(path_type=Path), help="A pairs JSONL file instead of the train split.")

@@ -50,7 +50,7 @@ class FinetuneConfig:
     learning_rate: float = 2e-5
     warmup_ratio: float = 0.1
     batch_size: int = 32
-    mini_batch_size: int = 32
+    mini_batch_size: int = 16
     max_seq_length: int | None = None
     seed: int = 42
     early_stopping_patience: int = 1
