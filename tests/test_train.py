@@ -257,3 +257,19 @@ def test_minilm_end_to_end_a_few_steps(tiny_dataset: Path, tmp_path: Path) -> No
 
     evaluated = evaluate(tiny_dataset, ["dense", f"dense:{out}"], cache_dir=tmp_path / "cache")
     assert evaluated.suites[0].aggregates[f"dense:{out}"]["ndcg@10"] > 0.3
+
+
+def test_known_positives_from_other_judgements_are_excluded_and_replaced(tiny_dataset: Path, tiny_model: Path) -> None:
+    from sentence_transformers import SentenceTransformer
+
+    from harness.train.mining import MiningConfig, mine
+
+    dataset = load_dataset(tiny_dataset)
+    pairs = pairs_from_qrels(dataset)
+    known = {p.query_id: {"d0", "d1", "d2", "d3"} for p in pairs}
+    model = SentenceTransformer(str(tiny_model), device="cpu")
+    result = mine(pairs, dataset, model, MiningConfig(range_max=8, relative_margin=None, num_negatives=2), extra_positives=known)
+    assert len(result.examples) == len(pairs)
+    for example in result.examples:
+        assert len(example.negative_ids) == 2
+        assert not set(example.negative_ids) & (known[example.query_id] | {example.doc_id})

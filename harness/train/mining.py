@@ -222,9 +222,19 @@ def mine(
     query_id_of = {p.query: p.query_id for p in pairs}
     pair_of = {(p.query, p.positive): p for p in pairs}
 
+    # mine_hard_negatives masks only the positives it is given; ask for as many spare
+    # negatives as a query has other known positives, so that dropping those still leaves
+    # num_negatives (the same as excluding them before the top candidates are taken)
+    from dataclasses import replace
+
+    in_pairs: dict[str, set[str]] = {}
+    for p in pairs:
+        in_pairs.setdefault(p.query, set()).add(p.doc_id)
+    spare = max((len(docs - in_pairs.get(query, set())) for query, docs in known.items()), default=0)
+    request = min(config.range_max - config.range_min, config.num_negatives + spare)
     encoder = CachedEncoder(model, cache_dir)
     started = time.perf_counter()
-    mined, printed = _call_miner(pairs, corpus_texts, encoder, cross_encoder, config, config.relative_margin)
+    mined, printed = _call_miner(pairs, corpus_texts, encoder, cross_encoder, replace(config, num_negatives=request), config.relative_margin)
     seconds = time.perf_counter() - started
 
     grouped: dict[tuple[str, str], MinedExample] = {}
@@ -243,6 +253,8 @@ def mine(
         example = grouped.get(key)
         if example is None:
             example = grouped[key] = MinedExample(pair.query_id, pair.doc_id, pair.query, pair.positive, [], [], float(row["scores"][0]), [])
+        if len(example.negative_ids) >= config.num_negatives:
+            continue  # a spare, not needed
         example.negative_ids.append(negative_id)
         example.negatives.append(row["negative"])
         example.negative_scores.append(float(row["scores"][1]))
@@ -261,8 +273,6 @@ def mine(
     removed: list[dict[str, Any]] = []
     if audit and config.relative_margin:
         # mine again without the margin (vectors now come from the cache) to see what it removed
-        from dataclasses import replace
-
         loose = replace(config, num_negatives=min(config.range_max - config.range_min, max(config.num_negatives, 3)))
         unfiltered, _ = _call_miner(pairs, corpus_texts, encoder, cross_encoder, loose, None)
         kept = {(e.query, n) for e in examples for n in e.negatives}
