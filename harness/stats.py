@@ -626,11 +626,15 @@ def compare_results(
         if max_queries is not None:
             sampled[suite.name] = ids
         for metric in metric_names:
-            for spec in [base, *arms]:
-                if metric not in suite.per_query.get(spec, {}):
-                    raise HarnessError(f"{suite.name}: no per-query {metric} for {spec} (the result has: "
-                                       f"{', '.join(suite.per_query.get(spec, {})) or 'nothing for it'})")
+            # a suite may score only some arms (an MTEB suite scores dense retrievers only):
+            # those it lacks are left out of that suite, and the result says so
+            if metric not in suite.per_query.get(base, {}):
+                warnings_out.append(f"{suite.name}: not compared on {metric}: it has no per-query scores for the baseline {base}")
+                continue
             for arm in arms:
+                if metric not in suite.per_query.get(arm, {}):
+                    warnings_out.append(f"{suite.name}: {arm} not compared on {metric}: the suite has no per-query scores for it")
+                    continue
                 comparison = compare_scores(
                     suite.name, metric, base, arm,
                     suite.per_query[base][metric], suite.per_query[arm][metric],
@@ -643,6 +647,9 @@ def compare_results(
                         f"{suite.name}, {arm} ({comparison.n} queries): this test set cannot detect a {metric} difference "
                         f"under {comparison.mde:.3f} with 80% power (alpha {alpha}); the requested margin {margin:g} is below it"
                     )
+    if not comparisons:
+        raise HarnessError("nothing to compare: no suite has per-query scores for both the baseline and a candidate"
+                           + (f" ({'; '.join(warnings_out)})" if warnings_out else ""))
     apply_correction(comparisons, correction, alpha)
 
     primary = metric_names[0]
@@ -651,6 +658,8 @@ def compare_results(
     for suite in suite_list:
         rows = []
         for spec in [base, *arms]:
+            if primary not in suite.per_query.get(spec, {}):
+                continue  # an arm the suite does not score (see warnings)
             found = next((c for c in comparisons if c.suite == suite.name and c.metric == primary and c.candidate == spec), None)
             ids = sampled.get(suite.name, suite.query_ids)
             scores = suite.per_query[spec][primary]
