@@ -216,8 +216,8 @@ def _headline_comparison(compare: dict) -> str:
 
 
 def _first_reason(decision: dict) -> str:
-    inner = decision.get("decision", decision)
-    reasons = inner.get("reasons") if isinstance(inner, dict) else None
+    treatments = decision.get("decision", {}).get("treatments") or [{}]
+    reasons = treatments[0].get("reasons") or []
     return str(reasons[0]) if reasons else ""
 
 
