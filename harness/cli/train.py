@@ -191,7 +191,7 @@ def finetune(data, out, base, cross_encoder, passes, loss, matryoshka, epochs, p
             num_negatives=num_negatives or 3, range_max=range_max,
             relative_margin=relative_margin if relative_margin >= 0 else None, train_split=train_split,
             validation_split=validation_split, validation_share=validation_share, max_pairs=max_pairs, synthetic=synthetic,
-            min_grade=min_grade,
+            min_grade=min_grade, max_length=max_seq_length or 256,
         )
         result = finetune_cross_encoder(data, out, base=None if base == "default" else base, negatives_model=negatives_model,
                                         config=config, cache_dir=cache_dir, resume=resume, pairs_file=pairs_file, log=_echo)
