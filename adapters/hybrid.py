@@ -110,7 +110,9 @@ class HybridRetriever(Retriever):
                 top = sorted(hits, key=lambda doc: (-hits[doc], doc))[:k]
                 fused_scores[qid] = {doc: float(hits[doc]) for doc in top}
         fusion_ms = (time.perf_counter() - started) * 1000.0 / max(len(queries), 1)
-        latency = {qid: sum(run.latency_ms.get(qid, 0.0) for run in runs) + fusion_ms for qid in queries}
+        # latency where every part measured it (dense parts time a sample of the queries)
+        timed = [qid for qid in queries if all(qid in run.latency_ms for run in runs)]
+        latency = {qid: sum(run.latency_ms[qid] for run in runs) + fusion_ms for qid in timed}
         return Run(spec=self.spec, scores=fused_scores, latency_ms=latency)
 
     def _params(self) -> dict[str, Any]:

@@ -52,12 +52,13 @@ def test_corrupt_cache_shard_is_rebuilt_not_used(corpus, tiny_model: Path, tmp_p
     reference.build(corpus)
     expected = reference.search({"q": "gateway"}, 9).scores
     shards = list((tmp_path / "embeddings").rglob("*.npz"))
-    assert len(shards) == 1
-    shards[0].write_bytes(shards[0].read_bytes()[:100])  # a truncated write
+    assert len(shards) == 2  # the documents', then the queries' (one namespace: no prompts)
+    for shard in shards:
+        shard.write_bytes(shard.read_bytes()[:100])  # a truncated write
     again = build_retriever(f"dense:{tiny_model}", tmp_path)
     again.build(corpus)
     info = again.describe()
-    assert info["encoded_documents"] == len(corpus) and info["cache_shards_rebuilt"] == 1
+    assert info["encoded_documents"] == len(corpus) and info["cache_shards_rebuilt"] == 2
     assert again.search({"q": "gateway"}, 9).scores["q"] == pytest.approx(expected["q"])
 
 
