@@ -54,7 +54,7 @@ class DemoState:
     def arms(self) -> list[str]:
         arms = ["bm25", BASE, f"hybrid(bm25,{BASE})"]
         if self.reranker.exists():
-            arms.append(f"rerank({self.reranker},top=30,first={BASE})")
+            arms.append(f"rerank({self.reranker},top=10,first={BASE})")
         if self.finetuned.exists():
             arms += [f"dense:{self.finetuned}", f"hybrid(bm25,dense:{self.finetuned})"]
         return arms
