@@ -101,9 +101,7 @@ def make_retrieval_evaluator(
                 top = np.argpartition(-scores[row], depth - 1)[:depth]
                 run[qid] = {self.doc_ids[i]: float(scores[row, i]) for i in top}
             per_query = metric_lib.per_query({q: qrels[q] for q in self.query_ids}, run, list(metrics))
-            result = {f"{name}_{m}": float(np.mean(list(values.values()))) for m, values in per_query.items()}
-            self.history.append({"epoch": epoch, "step": steps, **result, "seconds": round(time.perf_counter() - started, 2)})
-            return result
+            return _record(self.history, name, per_query, epoch, steps, started)
 
     return HarnessRetrievalEvaluator()
 
@@ -136,8 +134,15 @@ def make_rerank_evaluator(
                 run.setdefault(qid, {})[doc_id] = float(value)
             judged = {q: qrels[q] for q in candidates}
             per_query = metric_lib.per_query(judged, run, list(metrics))
-            result = {f"{name}_{m}": float(np.mean(list(v.values()))) for m, v in per_query.items()}
-            self.history.append({"epoch": epoch, "step": steps, **result, "seconds": round(time.perf_counter() - started, 2)})
-            return result
+            return _record(self.history, name, per_query, epoch, steps, started)
 
     return HarnessRerankEvaluator()
+
+
+def _record(
+    history: list[dict[str, Any]], name: str, per_query: dict[str, dict[str, float]], epoch: float, steps: int, started: float
+) -> dict[str, float]:
+    """Mean of each metric over queries, named as the trainer expects, appended to the history."""
+    result = {f"{name}_{metric}": float(np.mean(list(values.values()))) for metric, values in per_query.items()}
+    history.append({"epoch": epoch, "step": steps, **result, "seconds": round(time.perf_counter() - started, 2)})
+    return result
