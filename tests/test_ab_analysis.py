@@ -260,3 +260,14 @@ def test_holm_adjust_equals_statsmodels():
         p = rng.uniform(0, 0.2, n).tolist()
         p[n // 2] = p[0]  # ties
         assert A.holm_adjust(p) == multipletests(p, method="holm")[1].tolist()
+
+
+def test_the_stored_outcomes_and_the_raw_logs_give_the_same_analysis(lifted):
+    con, exp, _, res, _, _ = lifted
+    raw = run(con, exp, use_stored_outcomes=False)
+    assert raw["data_quality"] == res["data_quality"] and raw["srm"] == res["srm"]
+    for a, b in zip(res["effects"], raw["effects"], strict=True):
+        assert a["metric"] == b["metric"]
+        assert (a["effect_size"], a["pvalue"]) == pytest.approx((b["effect_size"], b["pvalue"]), rel=1e-9, abs=1e-12)
+    for a, b in zip(res["cumulative"], raw["cumulative"], strict=True):
+        assert a["ci_lower"] == pytest.approx(b["ci_lower"], rel=1e-9, abs=1e-12)

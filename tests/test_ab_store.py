@@ -261,3 +261,58 @@ def test_experiment_definitions_are_validated(tmp_path):
         schema.register_experiment(con, schema.parse_experiment(EXP | {"guardrail_margin": 0.1}))
     with pytest.raises(HarnessError, match="no such file"):
         ing.ingest(con, [str(tmp_path / "missing-*.jsonl")], progress=False)
+
+
+def stored_outcomes(con) -> list[tuple]:
+    return con.execute(
+        "SELECT event_id, clicks, first_click_pos, click_dwell_max, converted, list_sort(click_positions) "
+        "FROM exposure_outcomes ORDER BY event_id"
+    ).fetchall()
+
+
+def test_the_outcomes_table_follows_every_ingest_whichever_arrives_first(tmp_path):
+    import ibis
+
+    from harness.ab import outcomes
+
+    early = write_jsonl(tmp_path / "early.jsonl", [click("c1", "x1", position=2, doc="d2"), click("c2", "x2", position=9, doc=None)])
+    shown = write_jsonl(tmp_path / "shown.jsonl", [exposure("x1"), exposure("x2", user="u2"), exposure("x3", user="u3")])
+    late = write_jsonl(tmp_path / "late.jsonl", [click("c3", "x1", position=1), click("c4", "x3", position=3, doc="d3", dwell_s=5),
+                                                  {**click("c5", "x3", position=3, doc="d3"), "kind": "conversion"}])
+    results = []
+    for order in ([early, shown, late], [shown, late, early]):
+        con = schema.connect(tmp_path / f"{order[0].stem}.duckdb")
+        schema.register_experiment(con, schema.parse_experiment(EXP))
+        for path in order:
+            ing.ingest(con, [str(path)], progress=False)
+        assert outcomes.is_current(con)
+        raw = ibis.duckdb.from_connection(con)
+        expected = outcomes.outcomes(raw.table("exposures"), raw.table("interactions")).to_pyarrow().to_pylist()
+        expected = sorted((r["event_id"], r["clicks"], r["first_click_pos"], r["click_dwell_max"], r["converted"],
+                           sorted(r["click_positions"]) if r["click_positions"] is not None else None) for r in expected)
+        assert stored_outcomes(con) == expected
+        results.append(stored_outcomes(con))
+        con.close()
+    assert results[0] == results[1]
+    # x1: clicks at 2 then 1; x2: a click beyond the ranking shown (it arrived first) voids it; x3 converted
+    assert results[0] == [("x1", 2, 1, 40.0, 0, [1, 2]), ("x2", 0, None, None, 0, None), ("x3", 1, 3, 5.0, 1, [3])]
+
+
+def test_a_rolled_back_ingest_leaves_the_outcomes_as_before_and_a_stale_table_is_not_read(store, tmp_path):
+    import ibis
+
+    from harness.ab import outcomes
+
+    ing.ingest(store, [str(write_jsonl(tmp_path / "a.jsonl", [exposure("x1"), click("c1", "x1")]))], progress=False)
+    before = stored_outcomes(store)
+    with pytest.raises(HarnessError):
+        ing.ingest(store, [str(write_jsonl(tmp_path / "b.jsonl", [exposure("x2"), click("c2", "x1")]))], progress=False,
+                   on_chunk=lambda *_: (_ for _ in ()).throw(HarnessError("stop")))
+    assert stored_outcomes(store) == before and outcomes.is_current(store)
+    # rows written around the ingest: the analysis reads the raw logs until the table is refreshed
+    store.execute("INSERT INTO interactions VALUES ('c9', 'x1', 'd2', 2, 'click', 3.0, TIMESTAMP '2025-01-02 10:01:00')")
+    assert not outcomes.is_current(store)
+    backend = ibis.duckdb.from_connection(store)
+    assert outcomes.source(backend).to_pyarrow().to_pylist()[0]["clicks"] == 2
+    outcomes.refresh(store)
+    assert outcomes.is_current(store) and stored_outcomes(store)[0][1] == 2

@@ -5,10 +5,12 @@ BigQuery, ...): exposures and interactions are reduced to one row per user insid
 engine, and tea-tasting aggregates those rows by variant inside the engine too (count,
 means, variances, covariances). Only the aggregates reach Python.
 
-The raw logs are read once: one expression sums them per (user, variant, day), or per
-(user, variant, period) without per-day figures, and the per-user table built from it is
-materialised once (a temporary table); tea-tasting, the data-quality counts and the one
-per-day moments query read only those small tables.
+The logs are read once, as per-exposure outcomes (harness.ab.outcomes: in the DuckDB
+store a narrow table kept up to date by the ingest; elsewhere an expression over the raw
+logs): one aggregation sums them per user, or per (user, variant, day) first when per-day
+figures are wanted, and the per-user table is materialised once (a temporary table);
+tea-tasting, the data-quality counts and the one per-day moments query read only those
+small tables.
 
 * Ranking metrics per query (ratio metrics over users, delta method): click-through
   rate, success rate (a click with dwell >= threshold), mean reciprocal rank of the
@@ -35,6 +37,7 @@ from harness.ab.schema import METRIC_DIRECTION, METRICS, ExperimentConfig
 from harness.errors import HarnessError
 
 BASE = ("queries", "clicked", "clicks", "successes", "rr", "abandoned", "ipw_clicks", "conversions")
+SUMMED = tuple(b for b in BASE if b != "abandoned")  # abandoned = queries - clicked
 METRIC_DEFS: dict[str, tuple[str, str | None]] = {
     "ctr": ("clicked", "queries"),
     "success_rate": ("successes", "queries"),
@@ -62,6 +65,7 @@ class Options:
     horizon_days: int | None = None  # planned duration; default: the experiment's
     as_of: datetime | None = None  # analyse only the logs before this time
     propensity_sample: int = 500_000  # exposures used to estimate propensities
+    use_stored_outcomes: bool = True  # False: reduce the raw logs even where the store has them
     seed: int = 0
     metrics: list[str] = field(default_factory=lambda: list(METRICS))
 
@@ -83,96 +87,85 @@ def window(exp: ExperimentConfig, opts: Options) -> tuple[datetime, datetime, da
     return start - timedelta(days=PRE_DAYS), start, end
 
 
-def exposure_table(backend, exp: ExperimentConfig, opts: Options, propensities: list[float]):
+def exposure_table(backend, exp: ExperimentConfig, opts: Options, propensities: list[float], by_day: bool = True):
     """One row per exposure of the experiment (pre-period included): user, variant, day
-    (negative in the pre-period) and the per-query quantities.
+    (negative in the pre-period; with ``by_day`` False only -1 or 0) and the per-query
+    quantities but ``abandoned`` (queries - clicked, derived per user), from the per-exposure
+    outcomes (harness.ab.outcomes: the store's table, or the raw logs elsewhere).
 
     The experiment id and the variant names are bound as memtables (semi-joins); the
-    window's timestamps and the dwell threshold are typed literals (datetime and float
-    objects, never text). Interactions are reduced per exposure first (one hash
-    aggregation), then joined to their exposure."""
+    window's timestamps, the dwell threshold and the propensities are typed literals
+    (datetime, float and float-array objects, never text)."""
     import ibis
+
+    from harness.ab import outcomes
 
     pre_ts, start, end = window(exp, opts)
-    exposures = backend.table("exposures")
-    interactions = backend.table("interactions")
+    o = outcomes.source(backend, opts.use_stored_outcomes)
     ids = _mt({"experiment_id": [exp.experiment_id]})
     variants = _mt({"variant": list(exp.variants)})
-    e = exposures.filter(
-        exposures.experiment_id.isin(ids.experiment_id),
-        exposures.variant.isin(variants.variant),
-        exposures.ts >= ibis.literal(pre_ts, "timestamp"),
-        exposures.ts < ibis.literal(end, "timestamp"),
+    o = o.filter(
+        o.experiment_id.isin(ids.experiment_id),
+        o.variant.isin(variants.variant),
+        o.ts >= ibis.literal(pre_ts, "timestamp"),
+        o.ts < ibis.literal(end, "timestamp"),
     )
-    e = e.select(
-        "event_id",
-        "user_id",
-        "variant",
-        n_docs=e.doc_ids.length(),
-        day=((e.ts.epoch_seconds() - ibis.literal(start, "timestamp").epoch_seconds()) // 86400).cast("int64"),
+    props = ibis.literal([float(p) for p in propensities], "array<float64>")
+    k = len(propensities)
+    # clicks at positions without a propensity carry no weight; a single click (most
+    # clicked pages) needs no per-element function over the list
+    weight = lambda p: ibis.ifelse(p <= k, 1.0 / props[p - 1], 0.0)  # noqa: E731
+    ipw = ibis.cases(
+        (o.clicks == 0, 0.0),
+        (o.clicks == 1, weight(o.first_click_pos)),
+        else_=o.click_positions.filter(lambda p: p <= k).map(lambda p: 1.0 / props[p - 1]).sums(),
     )
-    props = _mt({"position": list(range(1, len(propensities) + 1)), "_prop": [float(p) for p in propensities]})
-    i = interactions.filter(interactions.position >= 1).left_join(props, "position")
-    is_click = i.kind == "click"
-    per = i.group_by(i.exposure_id).aggregate(
-        n_clicks=is_click.cast("int64").sum(),
-        first_pos=i.position.min(where=is_click),
-        last_pos=i.position.max(),
-        dwell_max=i.dwell_s.max(where=is_click),
-        converted=(i.kind == "conversion").cast("int64").max(),
-        ipw=(1.0 / i._prop).sum(where=is_click & i._prop.notnull()),
-    )
-    j = e.left_join(per, e.event_id == per.exposure_id)
-    # a click beyond the ranking shown (never stored by ingest when the exposure was known,
-    # but possible for interactions that arrived first) voids the exposure's clicks
-    valid = j.n_clicks.notnull() & (j.last_pos <= j.n_docs)
-    n_clicks = ibis.ifelse(valid, j.n_clicks, 0)
+    start_ts = ibis.literal(start, "timestamp")
+    if by_day:
+        day = ((o.ts.epoch_seconds() - start_ts.epoch_seconds()) // 86400).cast("int64")
+    else:  # the pre-period (-1) or the experiment (0): no arithmetic per row
+        day = ibis.ifelse(o.ts < start_ts, -1, 0).cast("int64")
     dwell = ibis.literal(float(opts.dwell_threshold), "float64")
-    return j.select(
+    return o.select(
         "user_id",
         "variant",
-        "day",
+        day=day,
         queries=ibis.literal(1, "int64"),
-        clicked=(n_clicks > 0).cast("int64"),
-        clicks=n_clicks,
-        successes=ibis.ifelse(valid & (j.dwell_max >= dwell), 1, 0),
-        rr=ibis.ifelse(valid & j.first_pos.notnull(), 1.0 / j.first_pos.cast("float64"), 0.0),
-        abandoned=(n_clicks == 0).cast("int64"),
-        ipw_clicks=ibis.ifelse(valid, j.ipw.fill_null(0.0), 0.0),
-        conversions=ibis.ifelse(valid, j.converted.fill_null(0), 0),
+        clicked=(o.clicks > 0).cast("int64"),
+        clicks=o.clicks,
+        successes=(o.click_dwell_max >= dwell).fill_null(False).cast("int64"),
+        rr=ibis.ifelse(o.first_click_pos.notnull(), 1.0 / o.first_click_pos.cast("float64"), 0.0),
+        ipw_clicks=ipw.fill_null(0.0).cast("float64"),
+        conversions=o.converted,
     )
 
 
-def user_day_table(per_exposure, by_day: bool = True):
-    """Per (user, variant, day) sums: the one pass over the raw logs. With ``by_day``
-    False the days collapse into the pre-period (-1) and the experiment (0): far fewer
-    groups when no per-day figure is wanted. ``queries`` is a count and ``abandoned`` =
-    queries - clicked (every query is either clicked or abandoned), two aggregates less
-    in the hash aggregation that dominates the cost."""
-    import ibis
-
+def user_day_table(per_exposure):
+    """Per (user, variant, day) sums, for the per-day figures. ``queries`` is a count;
+    ``abandoned`` = queries - clicked (every query is either clicked or abandoned) is
+    derived after the hash aggregations that dominate the cost."""
     t = per_exposure
-    if not by_day:
-        t = t.mutate(day=ibis.ifelse(t.day < 0, -1, 0).cast("int64"))
-    sums = {b: t[b].sum() for b in BASE if b not in ("queries", "abandoned")}
+    sums = {b: t[b].sum() for b in SUMMED if b != "queries"}
     agg = t.group_by(["user_id", "variant", "day"]).aggregate(queries=t.count(), **sums)
-    return agg.select("user_id", "variant", "day", *[
-        (agg.queries - agg.clicked).name(b) if b == "abandoned" else agg[b] for b in BASE
-    ])
+    return agg.mutate(abandoned=agg.queries - agg.clicked)
 
 
-def user_table(user_day, cuped: bool):
-    """One row per user: in-period sums and, for CUPED, the same sums over the
-    pre-period; ``n_variants`` > 1 marks users seen in several variants."""
-    pre = user_day.day < 0
-    aggs = {name: user_day[name].sum(where=~pre) for name in BASE}
+def user_table(rows, cuped: bool):
+    """One row per user from per-exposure or per-user-day rows: in-period sums and, for
+    CUPED, the same sums over the pre-period; ``several_variants`` marks users seen in
+    more than one variant (min and max differ: cheaper than counting distinct values)."""
+    pre = rows.day < 0
+    aggs = {name: rows[name].sum(where=~pre) for name in SUMMED}
     if cuped:
-        aggs |= {f"pre_{name}": user_day[name].sum(where=pre) for name in BASE}
-    u = user_day.group_by("user_id").aggregate(
-        n_variants=user_day.variant.nunique(), variant=user_day.variant.max(), **aggs
+        aggs |= {f"pre_{name}": rows[name].sum(where=pre) for name in SUMMED}
+    u = rows.group_by("user_id").aggregate(
+        _variant_min=rows.variant.min(), variant=rows.variant.max(), **aggs
     )
-    u = u.mutate(**{c: u[c].fill_null(0) for c in aggs})
-    return u
+    u = u.mutate(several_variants=u._variant_min != u.variant, **{c: u[c].fill_null(0) for c in aggs})
+    derived = {"abandoned": u.queries - u.clicked}
+    if cuped:
+        derived["pre_abandoned"] = u.pre_queries - u.pre_clicked
+    return u.drop("_variant_min").mutate(**derived)
 
 
 def tt_metrics(cuped: bool, names: list[str], **kw):
@@ -303,7 +296,7 @@ def daily_moments(user_day, users, cols: list[str], pairs: list[tuple[str, str]]
     import ibis
 
     ud = user_day.filter(user_day.day >= 0)
-    keep = users.filter(users.n_variants == 1).select("user_id", *[c for c in users.columns if c.startswith("pre_")])
+    keep = users.filter(~users.several_variants).select("user_id", *[c for c in users.columns if c.startswith("pre_")])
     ud = ud.join(keep, "user_id")
     base_cols = [c for c in cols if not c.startswith("pre_")]
     cov_cols = [c for c in cols if c.startswith("pre_")]
@@ -386,20 +379,23 @@ def analyze(backend, exp: ExperimentConfig, opts: Options, *, duckdb_con=None) -
 
     # one pass over the raw logs: per (user, variant, day) sums, or per (user, variant,
     # period) when no per-day figure is wanted; everything else reads small tables
-    per_exposure = exposure_table(backend, exp, opts, props["values"])
-    user_day = user_day_table(per_exposure, by_day=opts.daily)
+    per_exposure = exposure_table(backend, exp, opts, props["values"], by_day=opts.daily)
+    # the pre-period sums double the aggregates: only where a pre-period was logged
+    cuped = opts.cuped and per_exposure.filter(per_exposure.day < 0).limit(1).count().to_pyarrow().as_py() > 0
     if opts.daily:  # read twice (per user, per day): computed once
-        user_day = _materialize(backend, user_day)
-    users_all = _materialize(backend, user_table(user_day, cuped=opts.cuped))
-    users = users_all.filter((users_all.n_variants == 1) & (users_all.queries > 0))
+        user_day = _materialize(backend, user_day_table(per_exposure))
+        users_all = _materialize(backend, user_table(user_day, cuped=cuped))
+    else:
+        users_all = _materialize(backend, user_table(per_exposure, cuped=cuped))
+    users = users_all.filter(~users_all.several_variants & (users_all.queries > 0))
 
     quality = users_all.aggregate(
         users=users_all.count(),
-        users_in_several_variants=(users_all.n_variants > 1).cast("int64").sum(),
+        users_in_several_variants=users_all.several_variants.cast("int64").sum(),
         pre_period_only_users=(users_all.queries == 0).cast("int64").sum(),
-        users_with_pre_period=(users_all[f"pre_queries"] > 0).cast("int64").sum() if opts.cuped else users_all.count() * 0,
+        users_with_pre_period=(users_all.pre_queries > 0).cast("int64").sum() if cuped else users_all.count() * 0,
     ).to_pyarrow().to_pylist()[0]
-    has_pre = opts.cuped and (quality["users_with_pre_period"] or 0) > 0
+    has_pre = cuped and (quality["users_with_pre_period"] or 0) > 0
     metrics = tt_metrics(has_pre, names)
     cols = aggr_cols(metrics)
     aggregates = tta.read_aggregates(

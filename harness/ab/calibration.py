@@ -161,9 +161,9 @@ def interleaving_vs_ab(users: int = 20_000, days: int = 7, share: float = 0.15, 
     b = ibis.duckdb.from_connection(con)
     opts = A.Options(propensities=PROPS, metrics=["ctr"], daily=False, cuped=False)
     res = A.analyze(b, exp, opts)
-    pe = A.exposure_table(b, exp, opts, PROPS)
-    users_t = A.user_table(A.user_day_table(pe), cuped=False)
-    users_t = users_t.filter(users_t.n_variants == 1)
+    pe = A.exposure_table(b, exp, opts, PROPS, by_day=False)
+    users_t = A.user_table(pe, cuped=False)
+    users_t = users_t.filter(~users_t.several_variants)
     metric = tt.RatioOfMeans("clicked", "queries", rel_effect_size=rel, use_t=False)
     n_users_ab = metric.solve_power(users_t, "n_obs")[0].n_obs
     queries_per_user = sum(v["queries"] for v in res["variants"].values()) / sum(v["users"] for v in res["variants"].values())

@@ -7,6 +7,8 @@
 * Idempotent: a file whose content hash is in ``ingested_files`` is skipped, and an
   event id already stored (or repeated inside a file) is quarantined as a duplicate, so
   loading a file twice adds nothing.
+* The per-exposure outcomes (harness.ab.outcomes) of every exposure the file touches are
+  recomputed in the same transaction.
 * Transactional: each file is one transaction; an error, Ctrl-C or a crash in the
   middle leaves the database as it was before that file.
 
@@ -25,6 +27,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from harness.ab import outcomes
 from harness.errors import HarnessError
 
 CHUNK_LINES = 200_000
@@ -139,7 +142,7 @@ def ingest_file(con, path: Path, *, on_chunk=None) -> FileReport:
         con.execute("ROLLBACK")
         raise
     finally:
-        for table in ("_raw", "_stage", "_checked"):
+        for table in ("_raw", "_stage", "_checked", "_touched"):
             con.execute(f"DROP TABLE IF EXISTS {table}")
         for view in ("_parquet_src",):
             con.execute(f"DROP VIEW IF EXISTS {view}")
@@ -182,6 +185,11 @@ def _ingest_in_transaction(con, path, fmt, digest, on_chunk) -> FileReport:
         "INSERT INTO interactions SELECT event_id, exposure_id, doc_id, position_, lower(kind), dwell_, ts_ "
         "FROM _stage JOIN _checked USING (line) WHERE reason IS NULL AND kind_ = 'interaction'"
     )
+    con.execute(
+        "CREATE TEMP TABLE _touched AS SELECT DISTINCT CASE kind_ WHEN 'exposure' THEN event_id ELSE exposure_id END AS event_id "
+        "FROM _stage JOIN _checked USING (line) WHERE reason IS NULL"
+    )
+    outcomes.refresh(con, "_touched")
     con.execute(
         "INSERT INTO quarantine SELECT ?, line, reason, left(coalesce(raw, to_json(struct_pack("
         + ", ".join(FIELDS)

@@ -17,6 +17,10 @@ Tables (documented in docs/ab.md):
     every rejected input row, with its file, line, reason and raw text.
 ``ingested_files``
     one row per file loaded (by content hash): read, ingested and quarantined counts.
+``exposure_outcomes``
+    one row per exposure with its interactions reduced (clicks, first click position,
+    longest click dwell, conversion, positions clicked), kept up to date by every ingest
+    (harness.ab.outcomes); the analysis reads it instead of joining the raw logs.
 ``decisions``
     the audit trail of ``harness ab decide``: who, when, inputs, numbers, decision.
 
@@ -34,7 +38,7 @@ from typing import Any
 
 from harness.errors import HarnessError, located
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: exposure_outcomes
 
 METRICS = (
     "ctr",
@@ -130,8 +134,13 @@ def connect(db: str | Path | None, read_only: bool = False):
         for statement in DDL:
             con.execute(statement)
         con.execute(
-            "INSERT INTO meta VALUES ('schema_version', ?) ON CONFLICT DO NOTHING", [str(SCHEMA_VERSION)]
+            "INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)]
         )
+        from harness.ab import outcomes
+
+        con.execute(outcomes.DDL)
+        if not outcomes.is_current(con):  # a store from before the table, or written around the ingest
+            outcomes.refresh(con)
     return con
 
 
