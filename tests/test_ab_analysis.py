@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from datetime import timedelta
 
 import ibis
 import numpy as np
@@ -260,6 +261,25 @@ def test_holm_adjust_equals_statsmodels():
         p = rng.uniform(0, 0.2, n).tolist()
         p[n // 2] = p[0]  # ties
         assert A.holm_adjust(p) == multipletests(p, method="holm")[1].tolist()
+
+
+def test_the_stored_per_user_sums_answer_the_analysis_without_per_day_figures(lifted):
+    con, exp, _, _, _, _ = lifted
+    backend = ibis.duckdb.from_connection(con)
+    opts = A.Options(propensities=[0.9, 0.5, 0.3], daily=False)
+    assert A.stored_user_table(backend, exp, opts, opts.propensities) is not None
+    for other in (A.Options(daily=True), A.Options(daily=False, dwell_threshold=10.0), A.Options(daily=False, as_of=exp.start + timedelta(days=2)),
+                  A.Options(daily=False, use_stored_outcomes=False)):
+        assert A.stored_user_table(backend, exp, other, PROPS) is None
+    assert A.stored_user_table(backend, exp, opts, PROPS + [0.05]) is None  # 11 positions
+    stored = run(con, exp, propensities=opts.propensities, daily=False)
+    raw = run(con, exp, propensities=opts.propensities, daily=False, use_stored_outcomes=False)
+    assert stored["data_quality"] == raw["data_quality"] and stored["srm"] == raw["srm"]
+    assert stored["options"]["cuped"] and raw["options"]["cuped"]
+    for a, b in zip(stored["effects"], raw["effects"], strict=True):
+        assert a["metric"] == b["metric"]
+        assert (a["effect_size"], a["effect_size_ci_lower"], a["pvalue"]) == pytest.approx(
+            (b["effect_size"], b["effect_size_ci_lower"], b["pvalue"]), rel=1e-9, abs=1e-12)
 
 
 def test_the_stored_outcomes_and_the_raw_logs_give_the_same_analysis(lifted):

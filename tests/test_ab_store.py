@@ -270,6 +270,13 @@ def stored_outcomes(con) -> list[tuple]:
     ).fetchall()
 
 
+def stored_user_outcomes(con) -> list[tuple]:
+    return con.execute(
+        "SELECT experiment_id, user_id, variant_min, variant_max, variant_max, queries, clicked, clicks, successes, rr, "
+        "clicks_at_1, clicks_at_2, clicks_at_3, pre_queries, conversions FROM user_outcomes ORDER BY ALL"
+    ).fetchall()
+
+
 def test_the_outcomes_table_follows_every_ingest_whichever_arrives_first(tmp_path):
     import ibis
 
@@ -291,9 +298,16 @@ def test_the_outcomes_table_follows_every_ingest_whichever_arrives_first(tmp_pat
         expected = sorted((r["event_id"], r["clicks"], r["first_click_pos"], r["click_dwell_max"], r["converted"],
                            sorted(r["click_positions"]) if r["click_positions"] is not None else None) for r in expected)
         assert stored_outcomes(con) == expected
-        results.append(stored_outcomes(con))
+        per_user = stored_user_outcomes(con)
+        outcomes.refresh(con)  # rebuilt from scratch: the same as kept file by file
+        assert stored_user_outcomes(con) == per_user
+        results.append((stored_outcomes(con), per_user))
         con.close()
     assert results[0] == results[1]
+    per_user = {r[1]: r for r in results[0][1]}
+    assert per_user["u1"][4:9] == ("A", 1, 1, 2, 1)  # variant, queries, clicked, clicks, successes
+    assert per_user["u3"][7:9] == (1, 0) and per_user["u3"][-1] == 1  # a short click; converted
+    results = [r[0] for r in results]
     # x1: clicks at 2 then 1; x2: a click beyond the ranking shown (it arrived first) voids it; x3 converted
     assert results[0] == [("x1", 2, 1, 40.0, 0, [1, 2]), ("x2", 0, None, None, 0, None), ("x3", 1, 3, 5.0, 1, [3])]
 

@@ -49,7 +49,6 @@ METRIC_DEFS: dict[str, tuple[str, str | None]] = {
     "queries_per_user": ("queries", None),
 }
 assert tuple(METRIC_DEFS) == METRICS
-PRE_DAYS = 28
 DEFAULT_K = 10
 
 
@@ -78,8 +77,10 @@ def _mt(data: dict[str, list]) -> Any:
 
 
 def window(exp: ExperimentConfig, opts: Options) -> tuple[datetime, datetime, datetime]:
+    from harness.ab.outcomes import HORIZON_DAYS, PRE_DAYS
+
     start = exp.start
-    end = exp.end or (start + timedelta(days=opts.horizon_days or 14))
+    end = exp.end or (start + timedelta(days=opts.horizon_days or HORIZON_DAYS))
     if opts.as_of is not None:
         end = min(end, opts.as_of)
     if end <= start:
@@ -125,19 +126,43 @@ def exposure_table(backend, exp: ExperimentConfig, opts: Options, propensities: 
         day = ((o.ts.epoch_seconds() - start_ts.epoch_seconds()) // 86400).cast("int64")
     else:  # the pre-period (-1) or the experiment (0): no arithmetic per row
         day = ibis.ifelse(o.ts < start_ts, -1, 0).cast("int64")
-    dwell = ibis.literal(float(opts.dwell_threshold), "float64")
     return o.select(
         "user_id",
         "variant",
         day=day,
         queries=ibis.literal(1, "int64"),
-        clicked=(o.clicks > 0).cast("int64"),
-        clicks=o.clicks,
-        successes=(o.click_dwell_max >= dwell).fill_null(False).cast("int64"),
-        rr=ibis.ifelse(o.first_click_pos.notnull(), 1.0 / o.first_click_pos.cast("float64"), 0.0),
         ipw_clicks=ipw.fill_null(0.0).cast("float64"),
-        conversions=o.converted,
+        **outcomes.query_values(o, opts.dwell_threshold),
     )
+
+
+def stored_user_table(backend, exp: ExperimentConfig, opts: Options, propensities: list[float]):
+    """The per-user table read from the store's ``user_outcomes`` (harness.ab.outcomes),
+    where it answers this analysis: no per-day figures, the default window and dwell
+    threshold, propensities for at most ``POSITIONS`` positions (IPW clicks are a weighted
+    sum of the clicks per position). None otherwise."""
+    import ibis
+
+    from harness.ab import outcomes
+
+    answers = (
+        opts.use_stored_outcomes and not opts.daily and opts.as_of is None
+        and opts.dwell_threshold == outcomes.DWELL and len(propensities) <= outcomes.POSITIONS
+        and window(exp, opts) == window(exp, Options())
+        and backend.name == "duckdb" and outcomes.is_current(backend.con)
+    )
+    if not answers:
+        return None
+    u = backend.table(outcomes.USERS_TABLE)
+    u = u.filter(u.experiment_id.isin(_mt({"experiment_id": [exp.experiment_id]}).experiment_id))
+    cols = {}
+    for prefix in ("", "pre_"):
+        cols |= {f"{prefix}{c}": u[f"{prefix}{c}"] for c in SUMMED if c != "ipw_clicks"}
+        cols[f"{prefix}ipw_clicks"] = sum(
+            (u[f"{prefix}clicks_at_{k}"] * (1.0 / float(p)) for k, p in enumerate(propensities, 1)), ibis.literal(0.0, "float64")
+        )
+        cols[f"{prefix}abandoned"] = u[f"{prefix}queries"] - u[f"{prefix}clicked"]
+    return u.select("user_id", variant=u.variant_max, several_variants=u.variant_min != u.variant_max, **cols)
 
 
 def user_day_table(per_exposure):
@@ -379,14 +404,18 @@ def analyze(backend, exp: ExperimentConfig, opts: Options, *, duckdb_con=None) -
 
     # one pass over the raw logs: per (user, variant, day) sums, or per (user, variant,
     # period) when no per-day figure is wanted; everything else reads small tables
-    per_exposure = exposure_table(backend, exp, opts, props["values"], by_day=opts.daily)
-    # the pre-period sums double the aggregates: only where a pre-period was logged
-    cuped = opts.cuped and per_exposure.filter(per_exposure.day < 0).limit(1).count().to_pyarrow().as_py() > 0
-    if opts.daily:  # read twice (per user, per day): computed once
-        user_day = _materialize(backend, user_day_table(per_exposure))
-        users_all = _materialize(backend, user_table(user_day, cuped=cuped))
+    users_all = stored_user_table(backend, exp, opts, props["values"])
+    if users_all is not None:
+        cuped = opts.cuped
     else:
-        users_all = _materialize(backend, user_table(per_exposure, cuped=cuped))
+        per_exposure = exposure_table(backend, exp, opts, props["values"], by_day=opts.daily)
+        # the pre-period sums double the aggregates: only where a pre-period was logged
+        cuped = opts.cuped and per_exposure.filter(per_exposure.day < 0).limit(1).count().to_pyarrow().as_py() > 0
+        if opts.daily:  # read twice (per user, per day): computed once
+            user_day = _materialize(backend, user_day_table(per_exposure))
+            users_all = _materialize(backend, user_table(user_day, cuped=cuped))
+        else:
+            users_all = _materialize(backend, user_table(per_exposure, cuped=cuped))
     users = users_all.filter(~users_all.several_variants & (users_all.queries > 0))
 
     quality = users_all.aggregate(

@@ -32,7 +32,6 @@ from harness.errors import HarnessError
 
 CHUNK_LINES = 200_000
 MAX_RAW = 2000
-PRE_PERIOD_DAYS = 28  # exposures up to this long before the start are kept as pre-period
 LATE_DAYS = 7  # interactions up to this long after the end are kept
 MAX_POSITION = 1000
 
@@ -490,7 +489,7 @@ SELECT *, CASE
     WHEN kind_ = 'exposure' AND NOT list_contains(exp_variants, variant)
         AND NOT (variant = 'interleaved' AND teams IS NOT NULL) THEN 'unknown variant ' || to_json(variant)::VARCHAR
     WHEN kind_ = 'exposure' AND (user_id IS NULL OR trim(user_id) = '') THEN 'user_id is missing'
-    WHEN kind_ = 'exposure' AND (ts_ < exp_start - to_days({PRE_PERIOD_DAYS}) OR ts_ > exp_end + INTERVAL 1 DAY)
+    WHEN kind_ = 'exposure' AND (ts_ < exp_start - to_days({outcomes.PRE_DAYS}) OR ts_ > exp_end + INTERVAL 1 DAY)
         THEN 'timestamp ' || ts_ || ' is outside the experiment window'
     WHEN kind_ = 'exposure' AND doc_ids_error THEN 'doc_ids must be a list of ids'
     WHEN kind_ = 'exposure' AND (doc_ids IS NULL OR len(doc_ids) = 0) THEN 'doc_ids is missing or empty'

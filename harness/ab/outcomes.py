@@ -10,8 +10,16 @@ then scans one narrow table instead of joining the raw logs, the way experimenta
 platforms pre-aggregate per unit at load time. The raw path stays for Parquet folders,
 Spark and warehouses, and the two paths give the same numbers (tested).
 
-Nothing here depends on analysis options: the dwell threshold and the position
-propensities are applied by the analysis, so one stored table serves every analysis.
+Nothing in ``exposure_outcomes`` depends on analysis options: the dwell threshold and
+the position propensities are applied by the analysis, so one table serves every analysis.
+
+The store also keeps ``user_outcomes``, one row per (experiment, user): the per-user sums
+of the pre-period and of the experiment's window, with clicks counted per position (so
+inverse-propensity weighting, linear in those counts, works with any propensities of up to
+``POSITIONS`` positions) and successes at the default dwell threshold. An analysis with
+the default window and threshold and without per-day figures reads it directly: its cost
+is then a scan of one row per user, the way experimentation platforms pre-aggregate per
+unit at load time. Every other analysis reduces ``exposure_outcomes``.
 """
 
 from __future__ import annotations
@@ -29,7 +37,21 @@ DDL = f"""CREATE TABLE IF NOT EXISTS {TABLE} (
     converted BIGINT NOT NULL,
     click_positions INTEGER[]
 )"""
-# the store's row counts the table reflects, kept in ``meta``: a store written around the
+USERS_TABLE = "user_outcomes"
+DWELL = 30.0  # the success threshold of the stored per-user sums: the analysis default
+POSITIONS = 10  # clicks are counted per position 1..POSITIONS in the per-user sums
+PRE_DAYS = 28  # the pre-period (CUPED covariates) before an experiment's start
+HORIZON_DAYS = 14  # an experiment's window when its definition has no end
+PERIOD_SUMS = ("queries", "clicked", "clicks", "successes", "rr", "conversions") + tuple(
+    f"clicks_at_{k}" for k in range(1, POSITIONS + 1)
+)
+USERS_DDL = (
+    f"CREATE TABLE IF NOT EXISTS {USERS_TABLE} (experiment_id VARCHAR NOT NULL, user_id VARCHAR NOT NULL, "
+    "variant_min VARCHAR NOT NULL, variant_max VARCHAR NOT NULL, "
+    + ", ".join(f"{prefix}{c} {'DOUBLE' if c == 'rr' else 'BIGINT'} NOT NULL" for prefix in ("", "pre_") for c in PERIOD_SUMS)
+    + ")"
+)
+# the store's row counts the tables reflect, kept in ``meta``: a store written around the
 # ingest (a script inserting rows itself) makes them differ, and the analysis then reads
 # the raw logs instead of a stale table
 META_KEY = "exposure_outcomes_reflect"
@@ -69,6 +91,54 @@ def outcomes(exposures, interactions):
     )
 
 
+def query_values(o, dwell_threshold: float) -> dict:
+    """The per-query quantities of per-exposure outcomes ``o`` that every analysis sums
+    (clicked, clicks, successes, reciprocal rank of the first click, conversions)."""
+    import ibis
+
+    return {
+        "clicked": (o.clicks > 0).cast("int64"),
+        "clicks": o.clicks,
+        "successes": (o.click_dwell_max >= ibis.literal(float(dwell_threshold), "float64")).fill_null(False).cast("int64"),
+        "rr": ibis.ifelse(o.first_click_pos.notnull(), 1.0 / o.first_click_pos.cast("float64"), 0.0),
+        "conversions": o.converted,
+    }
+
+
+def user_outcomes(outcomes_, experiments):
+    """One row per (experiment, user) of the pre-period and of the experiment's window
+    (its end, or ``HORIZON_DAYS`` after its start): the sums of ``PERIOD_SUMS`` for each,
+    and the smallest and largest variant seen (they differ for users in several)."""
+    import ibis
+
+    e = experiments.select(
+        "experiment_id", "variants", "start_ts",
+        end_ts=experiments.end_ts.fill_null(experiments.start_ts + ibis.interval(days=HORIZON_DAYS)),
+    )
+    o = outcomes_.join(e, "experiment_id")
+    o = o.filter(
+        e.variants.contains(o.variant),
+        o.ts >= o.start_ts - ibis.interval(days=PRE_DAYS),
+        o.ts < o.end_ts,
+    )
+    pre = o.ts < o.start_ts
+    at = {
+        f"clicks_at_{k}": ibis.cases(
+            (o.clicks == 0, 0), (o.clicks == 1, (o.first_click_pos == k).cast("int64")),
+            else_=o.click_positions.filter(lambda p, k=k: p == k).length(),
+        ).cast("int64")
+        for k in range(1, POSITIONS + 1)
+    }
+    rows = o.select("experiment_id", "user_id", "variant", pre=pre, queries=ibis.literal(1, "int64"), **query_values(o, DWELL), **at)
+    sums = {}
+    for prefix, where in (("", ~rows.pre), ("pre_", rows.pre)):
+        sums |= {f"{prefix}{c}": rows[c].sum(where=where) for c in PERIOD_SUMS}
+    u = rows.group_by(["experiment_id", "user_id"]).aggregate(
+        variant_min=rows.variant.min(), variant_max=rows.variant.max(), **sums
+    )
+    return u.mutate(**{c: u[c].fill_null(0) for c in sums})
+
+
 def _counts(con) -> str:
     exposures, interactions = con.execute(
         "SELECT (SELECT count(*) FROM exposures), (SELECT count(*) FROM interactions)"
@@ -78,29 +148,44 @@ def _counts(con) -> str:
 
 def refresh(con, touched: str | None = None) -> None:
     """Recompute the stored outcomes of the exposures whose ids are in the one-column
-    table ``touched`` (every exposure when None), inside the caller's transaction."""
+    table ``touched`` (every exposure when None), then the per-user sums of their users,
+    inside the caller's transaction."""
     import ibis
 
     backend = ibis.duckdb.from_connection(con)
     exposures, interactions = backend.table("exposures"), backend.table("interactions")
     if touched is None:
         con.execute(f"DELETE FROM {TABLE}")
+        con.execute(f"DELETE FROM {USERS_TABLE}")
     else:
         ids = backend.table(touched)
         con.execute(f"DELETE FROM {TABLE} WHERE event_id IN (SELECT event_id FROM {touched})")
         exposures = exposures.semi_join(ids, exposures.event_id == ids.event_id)
         interactions = interactions.semi_join(ids, interactions.exposure_id == ids.event_id)
-    sql = ibis.to_sql(outcomes(exposures, interactions), dialect="duckdb")
-    con.execute(f"INSERT INTO {TABLE} BY NAME {sql}")
+    con.execute(f"INSERT INTO {TABLE} BY NAME {ibis.to_sql(outcomes(exposures, interactions), dialect='duckdb')}")
+    stored = backend.table(TABLE)
+    if touched is not None:
+        con.execute(
+            "CREATE OR REPLACE TEMP TABLE _touched_users AS SELECT DISTINCT experiment_id, user_id "
+            f"FROM {TABLE} WHERE event_id IN (SELECT event_id FROM {touched})"
+        )
+        con.execute(
+            f"DELETE FROM {USERS_TABLE} WHERE (experiment_id, user_id) IN (SELECT (experiment_id, user_id) FROM _touched_users)"
+        )
+        users = backend.table("_touched_users")
+        stored = stored.semi_join(users, ["experiment_id", "user_id"])
+    sql = ibis.to_sql(user_outcomes(stored, backend.table("experiments")), dialect="duckdb")
+    con.execute(f"INSERT INTO {USERS_TABLE} BY NAME {sql}")
+    con.execute("DROP TABLE IF EXISTS _touched_users")
     con.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", [META_KEY, _counts(con)])
 
 
 def is_current(con) -> bool:
-    """Whether the stored table reflects every exposure and interaction of the store."""
+    """Whether the stored tables reflect every exposure and interaction of the store."""
     present = con.execute(
-        "SELECT count(DISTINCT table_name) FROM duckdb_tables() WHERE table_name IN (?, 'meta')", [TABLE]
+        "SELECT count(DISTINCT table_name) FROM duckdb_tables() WHERE table_name IN (?, ?, 'meta')", [TABLE, USERS_TABLE]
     ).fetchall()[0][0]
-    if present < 2:  # not the harness's store (a Parquet folder's views)
+    if present < 3:  # not the harness's store (a Parquet folder's views)
         return False
     row = con.execute("SELECT value FROM meta WHERE key = ?", [META_KEY]).fetchall()
     return bool(row) and row[0][0] == _counts(con)

@@ -21,6 +21,9 @@ Tables (documented in docs/ab.md):
     one row per exposure with its interactions reduced (clicks, first click position,
     longest click dwell, conversion, positions clicked), kept up to date by every ingest
     (harness.ab.outcomes); the analysis reads it instead of joining the raw logs.
+``user_outcomes``
+    one row per (experiment, user): the sums of the pre-period and of the experiment's
+    window, clicks per position; kept up to date by every ingest (harness.ab.outcomes).
 ``decisions``
     the audit trail of ``harness ab decide``: who, when, inputs, numbers, decision.
 
@@ -38,7 +41,7 @@ from typing import Any
 
 from harness.errors import HarnessError, located
 
-SCHEMA_VERSION = 2  # 2: exposure_outcomes
+SCHEMA_VERSION = 2  # 2: exposure_outcomes and user_outcomes
 
 METRICS = (
     "ctr",
@@ -139,6 +142,7 @@ def connect(db: str | Path | None, read_only: bool = False):
         from harness.ab import outcomes
 
         con.execute(outcomes.DDL)
+        con.execute(outcomes.USERS_DDL)
         if not outcomes.is_current(con):  # a store from before the table, or written around the ingest
             outcomes.refresh(con)
     return con
