@@ -211,6 +211,11 @@ def test_cli_runs_simulate_ingest_analyze_decide_with_exit_codes(tmp_path, capsy
     assert code == 0
     decision = json.loads((tmp_path / "d.json").read_text())
     assert decision["kind"] == "ab-decision" and decision["decision"]["decision"] == "promote"
+    main(["ab", "analyze", "--db", str(db), "--no-daily", "--out", str(tmp_path / "fast.json")])
+    fast = json.loads((tmp_path / "fast.json").read_text())
+    assert not fast["cumulative"] and fast["effects"][0]["effect_size"] == pytest.approx(doc["effects"][0]["effect_size"], rel=1e-9)
+    assert exit_code(["ab", "decide", "--db", str(db), "--no-daily"]) == 3  # sequential needs the per-day part
+    assert exit_code(["ab", "decide", "--db", str(db), "--no-daily", "--method", "fixed"]) == 0
     assert exit_code(["ab", "analyze", "--db", str(tmp_path / "missing.duckdb")]) == 3
     assert exit_code(["ab", "decide", "--db", str(db), "--srm-typo"]) == 3
 

@@ -31,6 +31,9 @@ def _analysis_options(f):
         click.option("--bootstrap", type=int, default=0, show_default=True, help="Bootstrap resamples for the primary metric (0: none)."),
         click.option("--as-of", "as_of", help="Analyse only the logs before this ISO time (replay a daily look)."),
         click.option("--horizon-days", type=int, help="Planned duration in days (default: the experiment's end - start)."),
+        click.option("--no-daily", is_flag=True,
+                     help="Skip the per-day effects and sequential intervals (then decide needs --method fixed); "
+                          "the analysis then reads the per-user sums the ingest keeps: the fastest."),
     ]
     for option in reversed(options):
         f = option(f)
@@ -242,7 +245,7 @@ def _open(db, parquet):
     return schema.connect(db, read_only=False)
 
 
-def _make_options(dwell, propensity, alpha, mde, no_cuped, bootstrap, as_of, horizon_days, seed):
+def _make_options(dwell, propensity, alpha, mde, no_cuped, bootstrap, as_of, horizon_days, no_daily, seed):
     from datetime import datetime
 
     from harness.ab.analysis import Options
@@ -262,7 +265,7 @@ def _make_options(dwell, propensity, alpha, mde, no_cuped, bootstrap, as_of, hor
     if not 0 < alpha < 1:
         raise HarnessError("--alpha must be in (0, 1)")
     return Options(dwell_threshold=dwell, propensities=props, alpha=alpha, mde=mde, cuped=not no_cuped,
-                   bootstrap=bootstrap, as_of=when, horizon_days=horizon_days, seed=seed)
+                   bootstrap=bootstrap, as_of=when, horizon_days=horizon_days, daily=not no_daily, seed=seed)
 
 
 def run_analysis(con, experiment_id, opts):
@@ -334,7 +337,7 @@ def print_analysis(res: dict) -> None:
 @_analysis_options
 @seed_option
 def analyze(db, parquet, experiment_id, out, offline, offline_map, offline_suite, offline_metric, dwell, propensity, alpha,
-            mde, no_cuped, bootstrap, as_of, horizon_days, seed) -> None:
+            mde, no_cuped, bootstrap, as_of, horizon_days, no_daily, seed) -> None:
     """Analyse an experiment: per-variant ranking metrics, effects with intervals (delta
     method, CUPED), SRM, Holm, power, the per-day effect and the always-valid sequential
     interval of every day.
@@ -346,7 +349,7 @@ def analyze(db, parquet, experiment_id, out, offline, offline_map, offline_suite
     """
     from harness.ab import offline as off
 
-    opts = _make_options(dwell, propensity, alpha, mde, no_cuped, bootstrap, as_of, horizon_days, seed)
+    opts = _make_options(dwell, propensity, alpha, mde, no_cuped, bootstrap, as_of, horizon_days, no_daily, seed)
     offline_result = mapping = None
     if offline is not None:  # read before the analysis: a wrong file fails fast
         from harness.results import read_eval_result
@@ -393,7 +396,7 @@ def analyze(db, parquet, experiment_id, out, offline, offline_map, offline_suite
 @_analysis_options
 @seed_option
 def decide(db, parquet, experiment_id, analysis_file, method, who, out, dwell, propensity, alpha, mde, no_cuped,
-           bootstrap, as_of, horizon_days, seed) -> None:
+           bootstrap, as_of, horizon_days, no_daily, seed) -> None:
     """Promote, hold or roll back; exit 0 promote, 1 roll back, 2 hold, 3 error.
 
     Promote when the primary metric is significantly better and every guardrail is
@@ -411,7 +414,7 @@ def decide(db, parquet, experiment_id, analysis_file, method, who, out, dwell, p
     from harness.ab import schema
     from harness.results import read_result
 
-    opts = _make_options(dwell, propensity, alpha, mde, no_cuped, bootstrap, as_of, horizon_days, seed)
+    opts = _make_options(dwell, propensity, alpha, mde, no_cuped, bootstrap, as_of, horizon_days, no_daily, seed)
     if analysis_file is not None:
         analysis = read_result(analysis_file)
         if analysis.get("kind") != "ab-analysis":
