@@ -40,6 +40,7 @@ def peak_mb() -> float:
 
 
 def phase_simulate(work: Path, exposures: int) -> dict:
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
     from harness.ab import simulate as S
@@ -51,13 +52,27 @@ def phase_simulate(work: Path, exposures: int) -> dict:
     (work / "logs").mkdir(parents=True, exist_ok=True)
     (work / "logs" / "experiment.json").write_text(json.dumps(S.experiment_definition(cat, cfg), default=str))
     t = time.perf_counter()
-    n_exp = n_int = 0
-    for i, (e, it) in enumerate(S.generate(cat, cfg)):
-        pq.write_table(e, work / "logs" / f"exposures-{i:03d}.parquet")
-        pq.write_table(it, work / "logs" / f"interactions-{i:03d}.parquet")
+    n_exp = n_int = files = 0
+    pending: list[tuple] = []
+
+    def flush() -> None:
+        nonlocal files
+        pq.write_table(pa.concat_tables([e for e, _ in pending]), work / "logs" / f"exposures-{files:03d}.parquet")
+        pq.write_table(pa.concat_tables([i for _, i in pending]), work / "logs" / f"interactions-{files:03d}.parquet")
+        files += 1
+        pending.clear()
+
+    # the simulator yields a chunk per day and block of users (~70 k exposures at this
+    # scale); a log file holds about a million exposures, as a day's logs of a busy service
+    for e, it in S.generate(cat, cfg):
+        pending.append((e, it))
         n_exp += e.num_rows
         n_int += it.num_rows
-    return {"exposures": n_exp, "interactions": n_int, "seconds": time.perf_counter() - t, "peak_mb": peak_mb()}
+        if sum(x.num_rows for x, _ in pending) >= 1_000_000:
+            flush()
+    if pending:
+        flush()
+    return {"exposures": n_exp, "interactions": n_int, "files": files, "seconds": time.perf_counter() - t, "peak_mb": peak_mb()}
 
 
 def phase_ingest(work: Path) -> dict:
@@ -236,7 +251,7 @@ def main() -> None:
     else:
         report["simulate"] = run_phase("simulate", work, "--exposures", str(args.exposures))
         print(f"simulate: {report['simulate']['exposures']:,} exposures, {report['simulate']['interactions']:,} interactions "
-              f"in {report['simulate']['seconds']:.1f} s", flush=True)
+              f"in {report['simulate']['seconds']:.1f} s, {report['simulate']['files']} files of each", flush=True)
         report["ingest"] = run_phase("ingest", work)
         r = report["ingest"]
         print(f"ingest: {r['rows']:,} rows in {r['seconds']:.1f} s = {r['rows_per_second']:,.0f} rows/s, peak {r['peak_mb']:.0f} MB", flush=True)

@@ -64,7 +64,10 @@ def evaluate(
         for needed in suite.splits():
             dataset.split(needed)  # fail on a missing or empty split before any model is loaded
     seed_everything(seed)
+    from harness.warmup import in_background
+
     context = EvalContext(
+        background=in_background(metric_names),
         dataset=dataset,
         retrievers=built,
         metrics=metric_names,

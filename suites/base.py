@@ -6,6 +6,7 @@ already made, so two suites on the same split share one search per retriever.
 
 from __future__ import annotations
 
+import threading
 import warnings
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ class EvalContext:
     cache_dir: Path
     default_split: str = "test"
     ignore_identical_ids: bool = False
+    background: threading.Thread | None = None  # work overlapping the builds: joined before any query is timed
     _runs: dict[tuple[str, str], Run] = field(default_factory=dict)
 
     @property
@@ -37,6 +39,9 @@ class EvalContext:
         if key not in self._runs:
             retriever = self.retrievers[spec]
             retriever.build(self.dataset.corpus)
+            if self.background is not None:
+                self.background.join()
+                self.background = None
             queries = {qid: self.dataset.queries[qid].text for qid in self.dataset.split(split).qrels}
             run = retriever.search(queries, self.depth + (1 if self.ignore_identical_ids else 0))
             if self.ignore_identical_ids:
