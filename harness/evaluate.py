@@ -66,8 +66,9 @@ def evaluate(
     seed_everything(seed)
     from harness.warmup import in_background
 
+    judged = next((dataset.split(name).qrels for suite in suite_objects for name in suite.splits()), None)
     context = EvalContext(
-        background=in_background(metric_names),
+        background=in_background(metric_names, judged and {q: dict(r) for q, r in judged.items()}),
         dataset=dataset,
         retrievers=built,
         metrics=metric_names,

@@ -18,12 +18,14 @@ def sample() -> tuple[dict, dict]:
     return qrels, run
 
 
-def in_background(metrics: list[str]):
+def in_background(metrics: list[str], qrels: dict[str, dict[str, int]] | None = None):
     """Import ranx and load its cached kernels for ``metrics`` in a daemon thread, so that a
     new process pays these seconds (about 9 on 2 cores) while the corpus encodes, not
     after. numba's compiler lock and Python's import locks make the main thread wait for
-    whatever is still loading when it gets there first. Returns the thread: join it
-    before timing anything (``EvalContext`` does, before the first query)."""
+    whatever is still loading when it gets there first. With the evaluation's ``qrels``
+    (scored against a run of their own documents) the kernels are the very ones the
+    evaluation takes: a sample of another shape leaves some to compile. Returns the
+    thread: join it before timing anything (``EvalContext`` does, before the first query)."""
     import threading
     import warnings
 
@@ -33,7 +35,10 @@ def in_background(metrics: list[str]):
         from harness.metrics import per_query
 
         try:
-            per_query(*sample(), metrics)
+            if qrels:
+                per_query(qrels, {query: dict.fromkeys(docs, 0.5) for query, docs in qrels.items()}, metrics)
+            else:
+                per_query(*sample(), metrics)
         except Exception:  # noqa: BLE001 - the evaluation itself reports any real failure
             pass
 
