@@ -92,8 +92,11 @@ class HybridRetriever(Retriever):
 
         if self._indexed_ids is None:
             raise RuntimeError(f"{self.spec}: build() must run before search()")
+        from harness.metrics import RANX_LOCK
+
         runs = [part.search(queries, max(k, self.depth)) for part in self.parts]
-        self._warm_up(fuse, RanxRun)
+        with RANX_LOCK:
+            self._warm_up(fuse, RanxRun)
         started = time.perf_counter()
         # ranx rejects queries without results; fuse the answered ones and keep the rest empty
         answered = [qid for qid in queries if any(run.scores.get(qid) for run in runs)]
@@ -103,7 +106,8 @@ class HybridRetriever(Retriever):
                 RanxRun({qid: (run.scores.get(qid) or {"__none__": 0.0}) for qid in answered}, name=run.spec)
                 for run in runs
             ]
-            fused = fuse(ranx_runs, norm=None if self.method == "rrf" else self.norm, method=self.method, params=self._params())
+            with RANX_LOCK:
+                fused = fuse(ranx_runs, norm=None if self.method == "rrf" else self.norm, method=self.method, params=self._params())
             fused_dict = fused.to_dict()
             for qid in answered:
                 hits = {doc: score for doc, score in fused_dict.get(qid, {}).items() if doc != "__none__"}

@@ -8,8 +8,14 @@ Names follow ranx (``ndcg@10``, ``recall@100``, ``mrr@10``, ``map@100``,
 from __future__ import annotations
 
 import re
+import threading
 
 from harness.errors import HarnessError
+
+# ranx's parallel numba kernels must never run from two threads at once: numba's default
+# (workqueue) threading layer aborts the process when they do. Every use of ranx (metrics
+# here, fusion in adapters.hybrid, the background warm-up) holds this lock.
+RANX_LOCK = threading.Lock()
 
 DEFAULT_METRICS = ("ndcg@10", "recall@10", "recall@100", "mrr@10", "map@100", "precision@10", "hit@10", "judged@10")
 _RANX_NAMES = {"hit": "hit_rate"}
@@ -47,11 +53,12 @@ def per_query(
     results: dict[str, dict[str, float]] = {}
     ranx_metrics = [m for m in metrics if not m.startswith("judged@")]
     if ranx_metrics:
-        ranx_qrels = Qrels({qid: dict(rels) for qid, rels in qrels.items()})
-        # ranx refuses empty result lists: give unanswered queries a placeholder that is never relevant
-        ranx_run = Run({qid: (run.get(qid) or {"\0no-result": 0.0}) for qid in qrels})
         renamed = [_to_ranx(m) for m in ranx_metrics]
-        evaluate(ranx_qrels, ranx_run, renamed, make_comparable=True)
+        with RANX_LOCK:
+            ranx_qrels = Qrels({qid: dict(rels) for qid, rels in qrels.items()})
+            # ranx refuses empty result lists: give unanswered queries a placeholder that is never relevant
+            ranx_run = Run({qid: (run.get(qid) or {"\0no-result": 0.0}) for qid in qrels})
+            evaluate(ranx_qrels, ranx_run, renamed, make_comparable=True)
         for metric, ranx_name in zip(ranx_metrics, renamed):
             scores = ranx_run.scores[ranx_name]
             results[metric] = {qid: float(scores[qid]) for qid in qrels}

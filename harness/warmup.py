@@ -6,6 +6,9 @@ from __future__ import annotations
 import time
 
 
+_thread = None
+
+
 def sample() -> tuple[dict, dict]:
     """Qrels and a run of the size of a real evaluation (300 queries, 100 documents each):
     ranx runs other numba specialisations on many queries than on one, and each is
@@ -42,9 +45,11 @@ def in_background(metrics: list[str], qrels: dict[str, dict[str, int]] | None = 
         except Exception:  # noqa: BLE001 - the evaluation itself reports any real failure
             pass
 
-    thread = threading.Thread(target=load, name="ranx-warm-up", daemon=True)
-    thread.start()
-    return thread
+    global _thread
+    if _thread is None:  # one per process: the kernels stay loaded
+        _thread = threading.Thread(target=load, name="ranx-warm-up", daemon=True)
+        _thread.start()
+    return _thread
 
 
 def main() -> None:
