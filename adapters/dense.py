@@ -10,13 +10,21 @@ Spec: ``dense[:MODEL][(option=value,...)]`` with options
 
 Document and query embeddings go through the on-disk cache, so a repeated evaluation
 encodes nothing; latency is measured apart, on up to 100 queries (seeded sample) each
-encoded and searched on its own, as a live service would answer them.
+encoded and searched on its own, as a live service would answer them. The model's
+identity (fingerprint, sequence length, dimension) and that latency sample are kept in
+the cache too, keyed by the model files and the machine: a fully cached evaluation does
+not load the model at all, and its result says when the latency was measured.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
+import platform
 import time
 from collections.abc import Mapping
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +81,9 @@ class DenseRetriever(Retriever):
         self._index_obj: Any = None
         self._exact: Any = None
         self._cache: EmbeddingCache | None = None
+        self._identity: tuple[str, int, int] | None = None
+        self.latency_measured_at: str | None = None
+        self.latency_cached = False
 
     @classmethod
     def from_spec(cls, spec: Spec, cache_dir: Path) -> "DenseRetriever":
@@ -108,11 +119,38 @@ class DenseRetriever(Retriever):
                 self._model = copy.deepcopy(self._model)
                 self._model.max_seq_length = self.max_len
                 self._model._harness_fingerprint = None
-            if self.dim is not None and self.dim > self._model.get_embedding_dimension():
-                raise HarnessError(
-                    f"dense: dim={self.dim} exceeds the model's {self._model.get_embedding_dimension()} dimensions"
-                )
         return self._model
+
+    @property
+    def identity(self) -> tuple[str, int, int]:
+        """(fingerprint, max sequence length, dimension), from the memo in the cache when
+        these model files were loaded before, else from the model (then memoised)."""
+        if self._identity is None:
+            memo = self._memo_file()
+            data = None
+            if memo is not None and memo.is_file():
+                try:
+                    data = json.loads(memo.read_text(encoding="utf-8"))
+                    data = (str(data["fingerprint"]), int(data["max_seq_length"]), int(data["dimension"]))
+                except (ValueError, KeyError, TypeError):
+                    data = None  # a corrupt memo is rebuilt
+            if data is None:
+                data = (fingerprint(self.model), self.model.max_seq_length, self.model.get_embedding_dimension())
+                if memo is not None:
+                    _write_json(memo, {"fingerprint": data[0], "max_seq_length": data[1], "dimension": data[2]})
+            self._identity = data
+            if self.dim is not None and self.dim > data[2]:
+                raise HarnessError(f"dense: dim={self.dim} exceeds the model's {data[2]} dimensions")
+        return self._identity
+
+    def _memo_file(self) -> Path | None:
+        """The memo of a local model folder: keyed by its files' names, sizes and times."""
+        folder = Path(resolve_model_name(self.model_name)).expanduser()
+        if self.cache_dir is None or not folder.is_dir():
+            return None
+        files = sorted((str(f.relative_to(folder)), f.stat().st_size, f.stat().st_mtime_ns) for f in folder.rglob("*") if f.is_file())
+        key = hashlib.sha256(json.dumps([str(folder.resolve()), self.max_len, files]).encode()).hexdigest()[:24]
+        return self.cache_dir / "models" / f"{key}.json"
 
     def _encode(self, texts: list[str], prompt: str, show_progress: bool) -> np.ndarray:
         return self.model.encode(
@@ -136,7 +174,8 @@ class DenseRetriever(Retriever):
         from harness.progress import enabled
 
         cache_root = self.cache_dir or Path(".")
-        self._cache = EmbeddingCache(cache_root, fingerprint(self.model), self.doc_prompt, self.model.max_seq_length)
+        model_fingerprint, max_seq_length, _ = self.identity
+        self._cache = EmbeddingCache(cache_root, model_fingerprint, self.doc_prompt, max_seq_length)
         started = time.perf_counter()
         vectors, encoded = self._cache.embed(
             [doc.content for doc in corpus.values()],
@@ -169,28 +208,47 @@ class DenseRetriever(Retriever):
             self._index_obj.nprobe = max(1, lists // 8)
             self._quantizer = quantizer  # faiss does not own the quantizer; keep it alive
 
-    def _prepare_queries(self, queries: Mapping[str, str]) -> None:
-        self.model  # load before the latency clock starts
-
     def _answer(self, queries: Mapping[str, str], k: int) -> tuple[dict[str, dict[str, float]], dict[str, float]]:
         """Rank all queries from batch-encoded (and cached) query vectors; time single-query
         answers, encoding included, on a seeded sample of up to LATENCY_SAMPLE queries."""
         import random
 
         texts = list(queries.values())
-        cache = EmbeddingCache(self.cache_dir or Path("."), fingerprint(self.model), self.query_prompt, self.model.max_seq_length)
+        model_fingerprint, max_seq_length, _ = self.identity
+        cache = EmbeddingCache(self.cache_dir or Path("."), model_fingerprint, self.query_prompt, max_seq_length)
         vectors, _ = cache.embed(texts, lambda batch: self._encode(batch, self.query_prompt, show_progress=False))
         similarities, rows = self._index_obj.search(self._shape(vectors), min(k, len(self._doc_ids)))
         scores = {
             query_id: {self._doc_ids[row]: float(value) for row, value in zip(found, values) if row >= 0}
             for query_id, found, values in zip(queries, rows, similarities)
         }
+        sample = random.Random(0).sample(list(queries.items()), min(LATENCY_SAMPLE, len(queries)))
+        memo = self._latency_file(sample, k)
+        if memo is not None and memo.is_file():
+            try:
+                stored = json.loads(memo.read_text(encoding="utf-8"))
+                self.latency_measured_at, self.latency_cached = str(stored["measured_at"]), True
+                return scores, {query_id: float(ms) for (query_id, _), ms in zip(sample, stored["latency_ms"], strict=True)}
+            except (ValueError, KeyError, TypeError):
+                pass  # a corrupt memo: measure again
+        self.model  # loaded before the clock starts
         latency = {}
-        for query_id, text in random.Random(0).sample(list(queries.items()), min(LATENCY_SAMPLE, len(queries))):
+        for query_id, text in sample:
             started = time.perf_counter()
             self._search_one(query_id, text, k)
             latency[query_id] = (time.perf_counter() - started) * 1000.0
+        self.latency_measured_at, self.latency_cached = datetime.now(timezone.utc).isoformat(timespec="seconds"), False
+        if memo is not None:
+            _write_json(memo, {"measured_at": self.latency_measured_at, "latency_ms": [latency[q] for q, _ in sample]})
         return scores, latency
+
+    def _latency_file(self, sample: list[tuple[str, str]], k: int) -> Path | None:
+        """The latency of this model, index, corpus size, machine and query sample."""
+        if self.cache_dir is None:
+            return None
+        key = json.dumps([self.identity, self.query_prompt, self.dim, self.index_kind, k, len(self._doc_ids),
+                          platform.node(), platform.machine(), os.cpu_count(), [text for _, text in sample]])
+        return self.cache_dir / "latency" / f"{hashlib.sha256(key.encode()).hexdigest()[:24]}.json"
 
     def _search_one(self, query_id: str, text: str, k: int) -> dict[str, float]:
         vector = self._shape(self._encode([text], self.query_prompt, show_progress=False))
@@ -219,14 +277,16 @@ class DenseRetriever(Retriever):
             "kind": "dense",
             "model": display_name(self.model_name),
             "model_path": resolve_model_name(self.model_name),
-            "fingerprint": fingerprint(self.model),
-            "dimension": self.dim or self.model.get_embedding_dimension(),
-            "max_seq_length": self.model.max_seq_length,
+            "fingerprint": self.identity[0],
+            "dimension": self.dim or self.identity[2],
+            "max_seq_length": self.identity[1],
             "index": self.index_kind,
             "query_prompt": self.query_prompt,
             "doc_prompt": self.doc_prompt,
             "encode_seconds": round(self.encode_seconds, 3),
             "encoded_documents": self.encoded_documents,
+            "latency_measured_at": self.latency_measured_at,
+            "latency_cached": self.latency_cached,
         }
         if self.approximate_recall is not None:
             info["approximate_recall_vs_exact"] = round(self.approximate_recall, 4)
@@ -243,3 +303,11 @@ def _int_option(spec: Spec, key: str) -> int | None:
         return int(raw)
     except ValueError:
         raise HarnessError(f"{spec}: option {key}={raw!r} must be an integer") from None
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    """Write atomically: a reader never sees half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data), encoding="utf-8")
+    os.replace(tmp, path)

@@ -47,6 +47,34 @@ def test_dense_encodes_once_then_reads_the_cache(corpus, tiny_model: Path, tmp_p
     assert len(first.search(queries, 5).scores["q"]) == 5
 
 
+def test_a_fully_cached_dense_run_does_not_load_the_model(corpus, tiny_model: Path, tmp_path: Path, monkeypatch) -> None:
+    import adapters.dense
+
+    queries = {"q": "forgot my password", "r": "gateway uplinks"}
+    first = build_retriever(f"dense:{tiny_model}", tmp_path)
+    first.build(corpus)
+    expected = first.search(queries, 5)
+    assert first.describe()["latency_cached"] is False
+    # the memo of the model's identity, rebuilt when corrupt
+    memo = next((tmp_path / "models").glob("*.json"))
+    memo.write_text("{not json")
+
+    def no_model(name):
+        raise AssertionError("the model was loaded")
+
+    again = build_retriever(f"dense:{tiny_model}", tmp_path)
+    again.build(corpus)  # the corrupt memo needs the model once
+    assert again.describe()["fingerprint"] == first.describe()["fingerprint"]
+    monkeypatch.setattr(adapters.dense, "load_sentence_transformer", no_model)
+    cached = build_retriever(f"dense:{tiny_model}", tmp_path)
+    cached.build(corpus)
+    run = cached.search(queries, 5)
+    assert all(run.scores[q] == pytest.approx(expected.scores[q]) for q in queries) and run.latency_ms == expected.latency_ms
+    info = cached.describe()
+    assert info["latency_cached"] is True and info["latency_measured_at"] == first.describe()["latency_measured_at"]
+    assert info["fingerprint"] == first.describe()["fingerprint"] and info["encoded_documents"] == 0
+
+
 def test_corrupt_cache_shard_is_rebuilt_not_used(corpus, tiny_model: Path, tmp_path: Path) -> None:
     reference = build_retriever(f"dense:{tiny_model}", tmp_path)
     reference.build(corpus)
