@@ -35,6 +35,7 @@ from adapters.cache import EmbeddingCache
 from adapters.models import display_name, fingerprint, load_sentence_transformer, resolve_model_name
 from adapters.spec import Spec
 from harness.errors import HarnessError
+from harness.files import write_json
 
 PROMPT_PRESETS = {
     "e5": ("query: ", "passage: "),
@@ -137,7 +138,7 @@ class DenseRetriever(Retriever):
             if data is None:
                 data = (fingerprint(self.model), self.model.max_seq_length, self.model.get_embedding_dimension())
                 if memo is not None:
-                    _write_json(memo, {"fingerprint": data[0], "max_seq_length": data[1], "dimension": data[2]})
+                    write_json(memo, {"fingerprint": data[0], "max_seq_length": data[1], "dimension": data[2]})
             self._identity = data
             if self.dim is not None and self.dim > data[2]:
                 raise HarnessError(f"dense: dim={self.dim} exceeds the model's {data[2]} dimensions")
@@ -239,7 +240,7 @@ class DenseRetriever(Retriever):
             latency[query_id] = (time.perf_counter() - started) * 1000.0
         self.latency_measured_at, self.latency_cached = datetime.now(timezone.utc).isoformat(timespec="seconds"), False
         if memo is not None:
-            _write_json(memo, {"measured_at": self.latency_measured_at, "latency_ms": [latency[q] for q, _ in sample]})
+            write_json(memo, {"measured_at": self.latency_measured_at, "latency_ms": [latency[q] for q, _ in sample]})
         return scores, latency
 
     def _latency_file(self, sample: list[tuple[str, str]], k: int) -> Path | None:
@@ -304,10 +305,3 @@ def _int_option(spec: Spec, key: str) -> int | None:
     except ValueError:
         raise HarnessError(f"{spec}: option {key}={raw!r} must be an integer") from None
 
-
-def _write_json(path: Path, data: dict[str, Any]) -> None:
-    """Write atomically: a reader never sees half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data), encoding="utf-8")
-    os.replace(tmp, path)

@@ -92,12 +92,9 @@ class EvalResult:
         return {"schema_version": data.pop("schema_version"), "kind": data.pop("kind"), **data}
 
     def write(self, path: str | Path) -> Path:
-        target = Path(path)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".{target.name}.tmp")
-        tmp.write_text(json.dumps(self.to_dict(), indent=1, sort_keys=False) + "\n", encoding="utf-8")
-        tmp.replace(target)
-        return target
+        from harness.files import write_json
+
+        return write_json(path, self.to_dict())
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "EvalResult":

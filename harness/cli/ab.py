@@ -284,11 +284,9 @@ def _write(out: Path | None, kind: str, seed: int, body: dict) -> dict:
 
     doc = {"schema_version": 1, "kind": kind, "provenance": provenance.collect(seed=seed)} | body
     if out is not None:
-        out = Path(out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_name(f".{out.name}.tmp")
-        tmp.write_text(json.dumps(doc, indent=1, default=str, allow_nan=False) + "\n", encoding="utf-8")
-        tmp.replace(out)
+        from harness.files import write_json
+
+        write_json(out, doc, default=str, allow_nan=False)
     return doc
 
 

@@ -31,6 +31,7 @@ from typing import Any
 
 from harness.data import Dataset, load_dataset
 from harness.errors import HarnessError
+from harness.files import write_json
 from harness.train.pairs import Pair, TrainingData, read_pairs, synthetic_pairs, training_data, write_pairs
 
 LOSSES = ("mnrl", "cmnrl", "triplet")
@@ -144,12 +145,6 @@ def _work_dir(out: Path) -> Path:
     return out.parent / f".{out.name}.partial"
 
 
-def _write_json(path: Path, data: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=1, default=str) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def _read_json(path: Path) -> Any:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
@@ -177,7 +172,7 @@ def _prepare_dirs(out: Path, resume: bool, run_key: str) -> tuple[Path, dict[str
         return work, state
     work.mkdir(parents=True)
     state = {"run_key": run_key, "stages": {}}
-    _write_json(work / STATE_JSON, state)
+    write_json(work / STATE_JSON, state, default=str)
     return work, state
 
 
@@ -535,7 +530,7 @@ def finetune(
         if "before" not in stages:
             say(f"validating the base model on {len(training.validation_qrels)} queries, {corpus_note}")
             stages["before"] = evaluator(model, epoch=0, steps=0)
-            _write_json(work / STATE_JSON, state)
+            write_json(work / STATE_JSON, state, default=str)
         before = stages["before"]
         say(f"base model: val ndcg@10 {before['val_ndcg@10']:.4f}")
         passes: dict[str, Any] = stages.setdefault("passes", {})
@@ -553,7 +548,7 @@ def finetune(
                 record["validation"] = _best_validation(record, evaluator)
                 model.save(str(pass1_model), create_model_card=False)
                 passes["pass1"] = record
-                _write_json(work / STATE_JSON, state)
+                write_json(work / STATE_JSON, state, default=str)
                 say(f"pass 1 done in {record['seconds']:.0f} s: val ndcg@10 {record['validation']['val_ndcg@10']:.4f}")
         # ---------------------------------------------------------------- pass 2
         if config.passes in ("two", "hard-negatives"):
@@ -574,7 +569,7 @@ def finetune(
                 write_mined(mined_file, mined)
                 examples = mined.examples
                 mining_stats = stages["mining"] = mined.stats
-                _write_json(work / STATE_JSON, state)
+                write_json(work / STATE_JSON, state, default=str)
                 removed = mined.stats["removed_by_margin"]
                 say(f"mined {mined.stats['negatives']} negatives in {mined.stats['seconds']:.0f} s; "
                     f"the margin removed {removed['candidates']} candidates ({removed['share']:.1%})")
@@ -594,7 +589,7 @@ def finetune(
                 record["validation"] = _best_validation(record, evaluator)
                 model.save(str(work / "pass2" / "model"), create_model_card=False)
                 passes["pass2"] = record
-                _write_json(work / STATE_JSON, state)
+                write_json(work / STATE_JSON, state, default=str)
                 say(f"pass 2 done in {record['seconds']:.0f} s: val ndcg@10 {record['validation']['val_ndcg@10']:.4f}")
             else:
                 model = _load_bi_encoder(str(work / "pass2" / "model"), None) if (work / "pass2" / "model").is_dir() else model
@@ -667,8 +662,8 @@ def _write_outputs(final: Path, work: Path, card: dict[str, Any], passes: dict[s
         },
         "validation_history": card["validation"].get("history", []),
     }
-    _write_json(final / LOG_JSON, log)
-    _write_json(final / CARD_JSON, card)
+    write_json(final / LOG_JSON, log, default=str)
+    write_json(final / CARD_JSON, card, default=str)
     if (work / "pairs.jsonl").is_file():
         shutil.copy(work / "pairs.jsonl", final / "training_pairs.jsonl")
     (final / "README.md").write_text(render_card(card), encoding="utf-8")
@@ -832,7 +827,7 @@ def finetune_cross_encoder(
             mined.stats["mined_with"] = display_name(negatives_model)
             stages["mining"] = mined.stats
             stages["examples"] = [[e.query, e.positive, e.negatives] for e in mined.examples]
-            _write_json(work / STATE_JSON, state)
+            write_json(work / STATE_JSON, state, default=str)
             del miner
         mining_stats = stages["mining"]
         anchors, docs, labels = [], [], []
@@ -854,7 +849,7 @@ def finetune_cross_encoder(
         evaluator = make_rerank_evaluator(val_queries, training.validation_qrels, candidates, texts)
         if "before" not in stages:
             stages["before"] = evaluator(model, epoch=0, steps=0)
-            _write_json(work / STATE_JSON, state)
+            write_json(work / STATE_JSON, state, default=str)
         before = stages["before"]
         say(f"reranker before training: val ndcg@10 {before['val_ndcg@10']:.4f} over BM25 top {config.validation_candidates}")
         loss = BinaryCrossEntropyLoss(model, pos_weight=torch.tensor(float(config.num_negatives)))
