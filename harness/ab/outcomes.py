@@ -152,12 +152,15 @@ def refresh(con, touched: str | None = None) -> None:
     inside the caller's transaction."""
     import ibis
 
-    backend = ibis.duckdb.from_connection(con)
-    exposures, interactions = backend.table("exposures"), backend.table("interactions")
     if touched is None:
         con.execute(f"DELETE FROM {TABLE}")
         con.execute(f"DELETE FROM {USERS_TABLE}")
-    else:
+        if not con.execute("SELECT count(*) FROM exposures").fetchall()[0][0]:  # a new store: nothing to reduce
+            con.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", [META_KEY, _counts(con)])
+            return
+    backend = ibis.duckdb.from_connection(con)
+    exposures, interactions = backend.table("exposures"), backend.table("interactions")
+    if touched is not None:
         ids = backend.table(touched)
         con.execute(f"DELETE FROM {TABLE} WHERE event_id IN (SELECT event_id FROM {touched})")
         exposures = exposures.semi_join(ids, exposures.event_id == ids.event_id)
