@@ -87,7 +87,6 @@ class Retriever(ABC):
         key = (tuple(queries.items()), k, self._indexed_ids)
         if self._last is not None and self._last[0] == key:
             return self._last[1]
-        self._prepare_queries(queries)
         scores, latency = self._answer(queries, k)
         run = Run(spec=self.spec, scores=scores, latency_ms=latency)
         self._last = (key, run)
@@ -102,9 +101,6 @@ class Retriever(ABC):
             scores[query_id] = self._search_one(query_id, text, k)
             latency[query_id] = (time.perf_counter() - started) * 1000.0
         return scores, latency
-
-    def _prepare_queries(self, queries: Mapping[str, str]) -> None:
-        """Hook for work shared by all queries (loading a model), kept out of latency."""
 
     def _progress(self, items: Iterable[Any], total: int) -> Iterable[Any]:
         from harness.progress import track

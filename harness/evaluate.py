@@ -68,7 +68,7 @@ def evaluate(
 
     judged = next((dataset.split(name).qrels for suite in suite_objects for name in suite.splits()), None)
     context = EvalContext(
-        background=in_background(metric_names, judged and {q: dict(r) for q, r in judged.items()}),
+        background=in_background(metric_names, judged),
         dataset=dataset,
         retrievers=built,
         metrics=metric_names,

@@ -402,8 +402,9 @@ def analyze(backend, exp: ExperimentConfig, opts: Options, *, duckdb_con=None) -
     else:
         props = {"values": [1.0 / p for p in range(1, DEFAULT_K + 1)], "sources": ["default 1/k"] * DEFAULT_K}
 
-    # one pass over the raw logs: per (user, variant, day) sums, or per (user, variant,
-    # period) when no per-day figure is wanted; everything else reads small tables
+    # the per-user table: the store's per-user sums where they answer the analysis, else one
+    # pass over the per-exposure outcomes (per user, or per (user, variant, day) first when
+    # per-day figures are wanted); everything after reads small tables
     users_all = stored_user_table(backend, exp, opts, props["values"])
     if users_all is not None:
         cuped = opts.cuped
