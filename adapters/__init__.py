@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from adapters.base import Retriever, Run
-from adapters.spec import Spec
+from harness.adapters.base import Retriever, Run
+from harness.adapters.spec import Spec
 from harness.errors import HarnessError
 
 KINDS = ("bm25", "dense", "hybrid", "rerank")
@@ -31,19 +31,19 @@ def build_retriever(
 def _build(parsed: Spec, cache_dir: str | Path | None, shared: dict[str, Retriever] | None) -> Retriever:
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     if parsed.kind == "bm25":
-        from adapters.bm25 import BM25Retriever
+        from harness.adapters.bm25 import BM25Retriever
 
         return BM25Retriever.from_spec(parsed, cache)
     if parsed.kind == "dense":
-        from adapters.dense import DenseRetriever
+        from harness.adapters.dense import DenseRetriever
 
         return DenseRetriever.from_spec(parsed, cache)
     if parsed.kind == "hybrid":
-        from adapters.hybrid import HybridRetriever
+        from harness.adapters.hybrid import HybridRetriever
 
         return HybridRetriever.from_spec(parsed, cache, shared)
     if parsed.kind == "rerank":
-        from adapters.rerank import RerankRetriever
+        from harness.adapters.rerank import RerankRetriever
 
         return RerankRetriever.from_spec(parsed, cache, shared)
     raise HarnessError(f"unknown retriever kind {parsed.kind!r} in spec {str(parsed)!r} (known: {', '.join(KINDS)})")

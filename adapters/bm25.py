@@ -18,8 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from adapters.base import Retriever, Text
-from adapters.spec import Spec
+from harness.adapters.base import Retriever, Text
+from harness.adapters.spec import Spec
 from harness.errors import HarnessError
 
 OPTIONS = {"k1", "b", "method", "stopwords", "stemmer"}

@@ -30,10 +30,10 @@ from typing import Any
 
 import numpy as np
 
-from adapters.base import Retriever, Text
-from adapters.cache import EmbeddingCache
-from adapters.models import display_name, fingerprint, load_sentence_transformer, resolve_model_name
-from adapters.spec import Spec
+from harness.adapters.base import Retriever, Text
+from harness.adapters.cache import EmbeddingCache
+from harness.adapters.models import display_name, fingerprint, load_sentence_transformer, resolve_model_name
+from harness.adapters.spec import Spec
 from harness.errors import HarnessError
 from harness.files import write_json
 

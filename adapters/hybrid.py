@@ -13,8 +13,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from adapters.base import Retriever, Run, Text
-from adapters.spec import Spec
+from harness.adapters.base import Retriever, Run, Text
+from harness.adapters.spec import Spec
 from harness.errors import HarnessError
 
 OPTIONS = {"method", "norm", "weights", "depth", "rrf_k"}
@@ -47,7 +47,7 @@ class HybridRetriever(Retriever):
 
     @classmethod
     def from_spec(cls, spec: Spec, cache_dir: Path, shared: dict | None = None) -> "HybridRetriever":
-        from adapters import build_retriever
+        from harness.adapters import build_retriever
 
         if spec.value is not None:
             raise HarnessError(f"hybrid takes retrievers in parentheses: hybrid(bm25,dense), not {spec}")

@@ -13,9 +13,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from adapters.base import Retriever, Run, Text
-from adapters.models import fingerprint, load_cross_encoder
-from adapters.spec import Spec
+from harness.adapters.base import Retriever, Run, Text
+from harness.adapters.models import fingerprint, load_cross_encoder
+from harness.adapters.spec import Spec
 from harness.errors import HarnessError
 
 OPTIONS = {"top", "first", "batch"}
@@ -36,7 +36,7 @@ class RerankRetriever(Retriever):
 
     @classmethod
     def from_spec(cls, spec: Spec, cache_dir: Path, shared: dict | None = None) -> "RerankRetriever":
-        from adapters import build_retriever
+        from harness.adapters import build_retriever
 
         if len(spec.args) != 1 or spec.value is not None:
             raise HarnessError(f"rerank takes one cross-encoder, e.g. rerank(models/ce,top=100,first=bm25): {spec}")

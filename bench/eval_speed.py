@@ -47,7 +47,7 @@ import time, sys
 sys.path.insert(0, {str(ROOT)!r})
 started = time.perf_counter()
 from sentence_transformers import SentenceTransformer
-from adapters.models import resolve_model_name
+from harness.adapters.models import resolve_model_name
 from harness.data import load_dataset
 dataset = load_dataset({str(data)!r})
 model = SentenceTransformer(resolve_model_name("default"), device="cpu")

@@ -124,7 +124,7 @@ def main() -> None:
         print(json.dumps(memory_arm(args)))
         return
 
-    from adapters.models import resolve_model_name
+    from harness.adapters.models import resolve_model_name
 
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)

@@ -59,9 +59,9 @@ def time_mteb_evaluate(data: Path, split: str, cache: Path) -> float:
     """Seconds for ``mteb.evaluate`` with the bare MiniLM on ``data`` as a local task (cold)."""
     import mteb
 
-    from adapters.models import load_sentence_transformer, resolve_model_name
+    from harness.adapters.models import load_sentence_transformer, resolve_model_name
     from harness.data import load_dataset
-    from suites.mteb import local_task
+    from harness.suites.mteb import local_task
 
     _quiet()
     dataset = load_dataset(data)
@@ -83,11 +83,11 @@ def time_mteb_evaluate(data: Path, split: str, cache: Path) -> float:
 
 def time_suite(data: Path, split: str, cache: Path) -> tuple[float, object]:
     """Seconds for the MTEB suite (``mteb:local``) with the ``dense`` retriever, and its result."""
-    from adapters.dense import DenseRetriever
+    from harness.adapters.dense import DenseRetriever
     from harness.data import load_dataset
     from harness.metrics import DEFAULT_METRICS
-    from suites.base import EvalContext
-    from suites.mteb import MTEBSuite
+    from harness.suites.base import EvalContext
+    from harness.suites.mteb import MTEBSuite
 
     _quiet()
     dataset = load_dataset(data)

@@ -7,13 +7,13 @@ import random
 import re
 from pathlib import Path
 
-from adapters import build_retriever
+from harness.adapters import build_retriever
 from harness import metrics as metric_lib
 from harness import provenance
 from harness.data import Dataset, load_dataset
 from harness.errors import HarnessError
 from harness.results import EvalResult, RetrieverResult
-from suites import EvalContext, parse_suite
+from harness.suites import EvalContext, parse_suite
 
 
 def seed_everything(seed: int) -> None:
@@ -51,7 +51,7 @@ def evaluate(
     names = [s.name for s in suite_objects]
     if len(set(names)) != len(names):
         raise HarnessError(f"a suite is given twice: {', '.join(names)}")
-    from adapters import default_cache_dir
+    from harness.adapters import default_cache_dir
 
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     built = {}

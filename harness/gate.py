@@ -170,7 +170,7 @@ class _Locator:
 def load_policy(path: str | Path, overrides: dict[str, Any] | None = None) -> Policy:
     """Read and validate a gate policy; every problem is a HarnessError naming the key and line."""
     from harness import metrics as metric_lib
-    from suites import parse_suite
+    from harness.suites import parse_suite
 
     source = Path(path)
     if not source.is_file():
@@ -208,7 +208,7 @@ def load_policy(path: str | Path, overrides: dict[str, Any] | None = None) -> Po
         return value
 
     def spec(key: str) -> str:
-        from adapters.spec import Spec
+        from harness.adapters.spec import Spec
 
         value = get(key, str, required=True)
         try:

@@ -473,7 +473,7 @@ def apply_correction(comparisons: Sequence[Comparison], method: str = "holm", al
 
 
 def canonical_spec(text: str) -> str:
-    from adapters.spec import Spec
+    from harness.adapters.spec import Spec
 
     return str(Spec.parse(text))
 
@@ -606,7 +606,7 @@ def compare_results(
         raise HarnessError("nothing to compare: give at least one candidate besides the baseline")
     metric_names = [metric_lib.validate_metric(m) for m in (metrics or result.options.get("metrics", [])[:1] or ["ndcg@10"])]
     if suites:
-        from suites import parse_suite
+        from harness.suites import parse_suite
 
         wanted = []
         for name in suites:

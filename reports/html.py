@@ -13,7 +13,7 @@ import datetime as _dt
 import html
 from pathlib import Path
 
-from reports.json_report import Figure, Report, Section, Table
+from harness.reports.json_report import Figure, Report, Section, Table
 
 CSS = """
 :root { --fg:#1f2328; --muted:#59636e; --line:#d1d9e0; --bg:#ffffff; --soft:#f6f8fa; --accent:#0b5cad;
@@ -186,7 +186,7 @@ def render_table(table: Table) -> str:
 
 
 def render_figure(figure: Figure, number: int) -> str:
-    from reports import plots
+    from harness.reports import plots
 
     try:
         png = plots.render(figure.plot, figure.data)
@@ -237,7 +237,7 @@ def render(report: Report) -> str:
         ["file", "kind", "schema", "created", "provenance"],
         [],
     )
-    from reports.json_report import Cell
+    from harness.reports.json_report import Cell
 
     sources.rows = [
         [Cell(str(s["path"]), str(s["path"])), Cell(str(s["kind"]), str(s["kind"])), Cell(str(s["schema_version"]), str(s["schema_version"])),

@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable
 
-from reports.json_report import Report, Section, Table
+from harness.reports.json_report import Report, Section, Table
 
 COLLAPSE_ROWS = 12
 
@@ -67,7 +67,7 @@ def render_section(section: Section, external: Callable[[Section], str | None] |
 def _external_renderer() -> Callable[[Section], str | None] | None:
     """``reports.markdown``'s compare/gate renderers, where they exist (they read the raw result)."""
     try:
-        from reports import markdown as owned
+        from harness.reports import markdown as owned
     except Exception:
         return None
     candidates: dict[str, list[str]] = {

@@ -38,7 +38,7 @@ def _label(text: str, limit: int = 38) -> str:
 
 
 def _metric(metric: str) -> str:
-    from reports.json_report import metric_label
+    from harness.reports.json_report import metric_label
 
     return metric_label(metric)
 

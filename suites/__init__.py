@@ -5,7 +5,7 @@ policies: ``heldout[:SPLIT]``, ``slice:PREDICATES[@SPLIT]``, ``slice:doc-disjoin
 from __future__ import annotations
 
 from harness.errors import HarnessError
-from suites.base import EvalContext, Suite
+from harness.suites.base import EvalContext, Suite
 
 KINDS = ("heldout", "slice", "mteb")
 
@@ -13,11 +13,11 @@ KINDS = ("heldout", "slice", "mteb")
 def parse_suite(text: str, default_split: str = "test") -> Suite:
     kind, _, argument = text.strip().partition(":")
     if kind == "heldout":
-        from suites.heldout import HeldOutSuite
+        from harness.suites.heldout import HeldOutSuite
 
         return HeldOutSuite(argument or default_split)
     if kind == "slice":
-        from suites.slice import SliceSuite
+        from harness.suites.slice import SliceSuite
 
         if not argument:
             raise HarnessError("slice needs a selector, e.g. slice:subdomain=billing or slice:doc-disjoint")
@@ -25,7 +25,7 @@ def parse_suite(text: str, default_split: str = "test") -> Suite:
         return SliceSuite(selector, split=split if at else default_split)
     if kind == "mteb":
         try:
-            from suites.mteb import MTEBSuite
+            from harness.suites.mteb import MTEBSuite
         except ImportError:
             raise HarnessError("the mteb suite is not available in this build") from None
         return MTEBSuite.parse(argument)

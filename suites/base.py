@@ -12,7 +12,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from adapters.base import Retriever, Run
+from harness.adapters.base import Retriever, Run
 from harness import metrics as metric_lib
 from harness.data import Dataset
 from harness.results import SuiteResult

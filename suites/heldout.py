@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from suites.base import EvalContext, QuerySelectionSuite
+from harness.suites.base import EvalContext, QuerySelectionSuite
 
 
 class HeldOutSuite(QuerySelectionSuite):

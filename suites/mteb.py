@@ -49,7 +49,7 @@ from typing import Any
 
 from harness.errors import HarnessError
 from harness.results import SuiteResult
-from suites.base import EvalContext, Suite
+from harness.suites.base import EvalContext, Suite
 
 GENERAL_ENV = "HARNESS_MTEB_GENERAL"
 GENERAL_BENCHMARK = "MTEB(eng, v2)"
@@ -161,7 +161,7 @@ class MTEBSuite(Suite):
     def evaluate(self, context: EvalContext) -> SuiteResult:
         import mteb
 
-        from adapters.dense import DenseRetriever
+        from harness.adapters.dense import DenseRetriever
 
         details: dict[str, Any] = {
             "mteb_version": mteb.__version__,
@@ -459,7 +459,7 @@ class HarnessEncoder:
         from mteb.models.abs_encoder import AbsEncoder  # noqa: F401  (mteb must be importable)
         from mteb.models.model_meta import ModelMeta
 
-        from adapters.models import display_name, fingerprint
+        from harness.adapters.models import display_name, fingerprint
 
         self.retriever = retriever
         self.model = retriever.model
@@ -486,7 +486,7 @@ class HarnessEncoder:
     def encode(self, inputs: Any, *, task_metadata: Any, hf_split: str, hf_subset: str, prompt_type: Any = None, **kwargs: Any) -> Any:
         from mteb.types import PromptType
 
-        from adapters.cache import EmbeddingCache
+        from harness.adapters.cache import EmbeddingCache
         from harness.progress import enabled
 
         texts = [text for batch in inputs for text in batch["text"]]

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from harness.errors import HarnessError
-from suites.base import EvalContext, QuerySelectionSuite
+from harness.suites.base import EvalContext, QuerySelectionSuite
 
 _OPERATORS = {
     ">=": operator.ge,

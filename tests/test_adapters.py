@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from adapters import build_retriever
+from harness.adapters import build_retriever
 from harness.data import load_dataset
 from harness.errors import HarnessError
 
@@ -48,7 +48,7 @@ def test_dense_encodes_once_then_reads_the_cache(corpus, tiny_model: Path, tmp_p
 
 
 def test_a_fully_cached_dense_run_does_not_load_the_model(corpus, tiny_model: Path, tmp_path: Path, monkeypatch) -> None:
-    import adapters.dense
+    import harness.adapters.dense
 
     queries = {"q": "forgot my password", "r": "gateway uplinks"}
     first = build_retriever(f"dense:{tiny_model}", tmp_path)
@@ -65,7 +65,7 @@ def test_a_fully_cached_dense_run_does_not_load_the_model(corpus, tiny_model: Pa
     again = build_retriever(f"dense:{tiny_model}", tmp_path)
     again.build(corpus)  # the corrupt memo needs the model once
     assert again.describe()["fingerprint"] == first.describe()["fingerprint"]
-    monkeypatch.setattr(adapters.dense, "load_sentence_transformer", no_model)
+    monkeypatch.setattr(harness.adapters.dense, "load_sentence_transformer", no_model)
     cached = build_retriever(f"dense:{tiny_model}", tmp_path)
     cached.build(corpus)
     run = cached.search(queries, 5)
@@ -93,7 +93,7 @@ def test_corrupt_cache_shard_is_rebuilt_not_used(corpus, tiny_model: Path, tmp_p
 def test_fingerprint_follows_weights_not_path(tiny_model: Path, tmp_path: Path) -> None:
     import shutil
 
-    from adapters.models import fingerprint, load_sentence_transformer
+    from harness.adapters.models import fingerprint, load_sentence_transformer
 
     copy = tmp_path / "copy"
     shutil.copytree(tiny_model, copy)

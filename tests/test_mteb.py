@@ -19,8 +19,8 @@ from harness.evaluate import evaluate
 
 pytest.importorskip("mteb")
 
-from suites import parse_suite  # noqa: E402
-from suites.mteb import GENERAL_ENV, MTEBSuite  # noqa: E402
+from harness.suites import parse_suite  # noqa: E402
+from harness.suites.mteb import GENERAL_ENV, MTEBSuite  # noqa: E402
 
 
 def only_task(suite) -> dict:
@@ -109,7 +109,7 @@ def test_tied_scores_are_broken_as_trec_eval_and_mteb_break_them() -> None:
     from mteb._evaluators.retrieval_metrics import calculate_retrieval_scores
 
     from harness.metrics import per_query
-    from suites.mteb import trec_eval_order
+    from harness.suites.mteb import trec_eval_order
 
     qrels = {"q1": {"d2": 1}, "q2": {"a": 2, "c": 1}}
     run = {"q1": {"d2": 0.9, "d3": 0.9, "d4": 0.9, "d1": 0.95}, "q2": {"a": 0.5, "b": 0.5, "c": 0.5}}

@@ -13,8 +13,8 @@ from rich.console import Console
 
 from harness.cli import main as cli_main
 from harness.evaluate import evaluate
-from reports import html, json_report, markdown_eval, plots
-from reports.terminal import print_report
+from harness.reports import html, json_report, markdown_eval, plots
+from harness.reports.terminal import print_report
 
 SPECS = ["bm25", "bm25(k1=0.9,b=0.4)"]
 

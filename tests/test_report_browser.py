@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from reports import html, json_report
+from harness.reports import html, json_report
 
 from test_report import SPECS, ab_analysis_result, compare_result, write_json
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from adapters import build_retriever
-from adapters.spec import Spec
+from harness.adapters import build_retriever
+from harness.adapters.spec import Spec
 from harness.errors import HarnessError
 
 

@@ -193,7 +193,7 @@ def _dataset_rankings(data, retrievers, runs, split, cache_dir, variants):
         name, path = run.split("=", 1)
         rankings[name] = read_trec_run(Path(path))
     if specs:
-        from adapters import build_retriever
+        from harness.adapters import build_retriever
 
         spec_names = names[len(rankings):] if names else specs
         if len(spec_names) != len(specs):

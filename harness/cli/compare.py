@@ -52,7 +52,7 @@ def compare(results, baseline, candidates, metrics, suites, data, retrievers, sp
     from harness.errors import HarnessError
     from harness.results import read_eval_result
     from harness.stats import compare_results, merge_results
-    from reports.markdown import compare_markdown, write_markdown
+    from harness.reports.markdown import compare_markdown, write_markdown
 
     if data is not None:
         if results:
@@ -100,7 +100,7 @@ def _f(value: Any, digits: int = 4, signed: bool = False) -> str:
 def print_compare(document: dict[str, Any], console=None) -> None:
     from rich.table import Table
 
-    from reports.terminal import make_console
+    from harness.reports.terminal import make_console
 
     console = console or make_console()
     options = document["options"]

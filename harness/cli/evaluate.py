@@ -31,7 +31,7 @@ def eval_command(data, retrievers, suites, out, metrics, split, ignore_identical
         --suite slice:subdomain=identity --suite slice:doc-disjoint --out out/eval
     """
     from harness.evaluate import evaluate
-    from reports.terminal import print_eval
+    from harness.reports.terminal import print_eval
 
     result = evaluate(
         data,

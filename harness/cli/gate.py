@@ -41,8 +41,8 @@ def gate(policy_path, out, baseline, candidate, data, results, max_queries, seed
     from harness import provenance
     from harness.errors import HarnessError
     from harness.gate import load_policy, obtain_result, run_gate
-    from reports.junit import write_gate_junit
-    from reports.markdown import gate_markdown, write_markdown
+    from harness.reports.junit import write_gate_junit
+    from harness.reports.markdown import gate_markdown, write_markdown
 
     overrides = {"baseline": baseline, "candidate": candidate, "data": data, "results": list(results) or None,
                  "max_queries": max_queries,
@@ -90,7 +90,7 @@ def _write_error(out: Path, policy, message: str) -> None:
 def print_gate(document: dict[str, Any], console=None) -> None:
     from rich.table import Table
 
-    from reports.terminal import make_console
+    from harness.reports.terminal import make_console
 
     console = console or make_console()
     table = Table(title=f"gate: {document['candidate']} vs {document['baseline']}", title_justify="left")

@@ -51,15 +51,15 @@ def report(results, html_path, markdown_path, json_path, title, quiet) -> None:
     """
     import json
 
-    from reports import json_report
+    from harness.reports import json_report
 
     document = json_report.build_report(resolve(results), title=title)
     if not quiet:
-        from reports.terminal import print_report
+        from harness.reports.terminal import print_report
 
         print_report(document)
     if markdown_path is not None:
-        from reports import markdown_eval
+        from harness.reports import markdown_eval
 
         markdown_eval.write(document, markdown_path)
         click.echo(f"wrote {markdown_path}")
@@ -68,7 +68,7 @@ def report(results, html_path, markdown_path, json_path, title, quiet) -> None:
         Path(json_path).write_text(json.dumps(document.to_dict(), indent=1, default=str) + "\n", encoding="utf-8")
         click.echo(f"wrote {json_path}")
     if html_path is not None:
-        from reports import html
+        from harness.reports import html
 
         html.write(document, html_path)
         click.echo(f"wrote {html_path}")

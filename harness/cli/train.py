@@ -77,8 +77,8 @@ def mine(data, out, model_name, pairs_file, synthetic, llm_url, llm_model, llm_k
       harness mine --data data/demo --out out/mined --audit 20
       harness mine --data data/kb --synthetic inverse-cloze --out out/mined --model out/model
     """
-    from adapters import default_cache_dir
-    from adapters.models import display_name
+    from harness.adapters import default_cache_dir
+    from harness.adapters.models import display_name
     from harness.data import load_dataset
     from harness.errors import HarnessError
     import random

@@ -27,7 +27,7 @@ def _base_class() -> type:
 
 
 def bm25_neighbours(dataset: Dataset, queries: dict[str, str], k: int, cache_dir: Any = None) -> dict[str, list[str]]:
-    from adapters import build_retriever
+    from harness.adapters import build_retriever
 
     retriever = build_retriever("bm25", cache_dir)
     retriever.build(dataset.corpus)

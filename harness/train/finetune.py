@@ -226,7 +226,7 @@ def _load_bi_encoder(name: str, max_seq_length: int | None) -> Any:
     """A fresh copy (never the memoised one adapters share: training changes it in place)."""
     from sentence_transformers import SentenceTransformer
 
-    from adapters.models import _load, resolve_model_name
+    from harness.adapters.models import _load, resolve_model_name
 
     model = _load(SentenceTransformer, resolve_model_name(name), "sentence-transformers model")
     if max_seq_length:
@@ -240,7 +240,7 @@ def _forget_fingerprint(model: Any) -> None:
 
 
 def _model_fingerprint(model: Any) -> str:
-    from adapters.models import fingerprint
+    from harness.adapters.models import fingerprint
 
     _forget_fingerprint(model)
     return fingerprint(model)
@@ -502,8 +502,8 @@ def finetune(
 
     ``log`` (a callable taking one string) receives progress lines.
     """
-    from adapters import default_cache_dir
-    from adapters.models import display_name, resolve_model_name
+    from harness.adapters import default_cache_dir
+    from harness.adapters.models import display_name, resolve_model_name
     from harness.train.evaluators import make_retrieval_evaluator, validation_corpus
     from harness.train.mining import MiningConfig, mine, read_mined, write_mined
 
@@ -785,8 +785,8 @@ def finetune_cross_encoder(
     from sentence_transformers.cross_encoder import CrossEncoderTrainer, CrossEncoderTrainingArguments
     from sentence_transformers.cross_encoder.losses import BinaryCrossEntropyLoss
 
-    from adapters import default_cache_dir
-    from adapters.models import _load, display_name, resolve_model_name
+    from harness.adapters import default_cache_dir
+    from harness.adapters.models import _load, display_name, resolve_model_name
     from harness.train.evaluators import bm25_neighbours, make_rerank_evaluator
     from harness.train.mining import MiningConfig, mine
 

@@ -106,8 +106,8 @@ class CachedEncoder:
         return getattr(self._model, name)
 
     def encode_document(self, texts: list[str], prompt: str | None = None, batch_size: int = 32, show_progress_bar: bool = True, **_: Any) -> np.ndarray:
-        from adapters.cache import EmbeddingCache
-        from adapters.models import fingerprint
+        from harness.adapters.cache import EmbeddingCache
+        from harness.adapters.models import fingerprint
         from harness.progress import enabled
 
         def encode(batch: list[str]) -> np.ndarray:
@@ -200,7 +200,7 @@ def mine(
 
     cross_encoder = None
     if config.cross_encoder:
-        from adapters.models import load_cross_encoder
+        from harness.adapters.models import load_cross_encoder
 
         cross_encoder = load_cross_encoder(config.cross_encoder)
 
