@@ -8,7 +8,7 @@ from harness.adapters.base import Retriever, Run
 from harness.adapters.spec import Spec
 from harness.errors import HarnessError
 
-KINDS = ("bm25", "dense", "hybrid", "rerank")
+KINDS = ("bm25", "dense", "hybrid", "rerank", "filter")
 
 
 def build_retriever(
@@ -46,6 +46,10 @@ def _build(parsed: Spec, cache_dir: str | Path | None, shared: dict[str, Retriev
         from harness.adapters.rerank import RerankRetriever
 
         return RerankRetriever.from_spec(parsed, cache, shared)
+    if parsed.kind == "filter":
+        from harness.adapters.filter import FilterRetriever
+
+        return FilterRetriever.from_spec(parsed, cache, shared)
     raise HarnessError(f"unknown retriever kind {parsed.kind!r} in spec {str(parsed)!r} (known: {', '.join(KINDS)})")
 
 

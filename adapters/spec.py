@@ -31,6 +31,8 @@ from dataclasses import dataclass, field
 from harness.errors import HarnessError
 
 _SPECIAL = set(",()='\"")
+# an option's value may hold '=' unquoted, so a predicate reads as written: where=date>=2025-01-01
+OPTION_VALUE_ALLOWS = "="
 
 
 @dataclass(frozen=True)
@@ -62,17 +64,23 @@ class Spec:
         return None
 
     def as_text(self) -> str:
-        """The spec as a plain value (an option such as ``top=100``)."""
-        return str(self)
+        """The spec as a plain value (an option such as ``top=100``): as written, without
+        the quotes that kept its spaces or commas together."""
+        if self.args or self.options:
+            return str(self)
+        return self.kind + (f":{self.value}" if self.value is not None else "")
 
     def __str__(self) -> str:
-        head = _quote(self.kind) + (f":{_quote(self.value)}" if self.value is not None else "")
-        parts = [str(arg) for arg in self.args] + [f"{key}={value}" for key, value in self.options]
+        return self._render(allow="")
+
+    def _render(self, allow: str) -> str:
+        head = _quote(self.kind, allow) + (f":{_quote(self.value, allow)}" if self.value is not None else "")
+        parts = [str(arg) for arg in self.args] + [f"{key}={value._render(allow=OPTION_VALUE_ALLOWS)}" for key, value in self.options]
         return f"{head}({','.join(parts)})" if parts else head
 
 
-def _quote(token: str) -> str:
-    if token and not any(c in _SPECIAL or c.isspace() for c in token):
+def _quote(token: str, allow: str = "") -> str:
+    if token and not any((c in _SPECIAL and c not in allow) or c.isspace() for c in token):
         return token
     return "'" + token + "'" if "'" not in token else '"' + token + '"'
 
@@ -94,8 +102,9 @@ class _Parser:
         self.skip_space()
         return self.text[self.pos] if self.pos < len(self.text) else ""
 
-    def token(self, stop: str) -> str:
-        """A bare or quoted token; a bare one ends at a special character or one in ``stop``."""
+    def token(self, stop: str, allow: str = "") -> str:
+        """A bare or quoted token; a bare one ends at a special character not in ``allow``
+        or at one in ``stop``."""
         self.skip_space()
         if self.peek() in ("'", '"'):
             quote = self.text[self.pos]
@@ -108,7 +117,7 @@ class _Parser:
         start = self.pos
         while (
             self.pos < len(self.text)
-            and self.text[self.pos] not in _SPECIAL
+            and (self.text[self.pos] not in _SPECIAL or self.text[self.pos] in allow)
             and self.text[self.pos] not in stop
             and not self.text[self.pos].isspace()
         ):
@@ -118,12 +127,12 @@ class _Parser:
             self.fail("expected a name")
         return value
 
-    def spec(self) -> Spec:
-        kind = self.token(stop=":")
+    def spec(self, allow: str = "") -> Spec:
+        kind = self.token(stop=":", allow=allow)
         value = None
         if self.peek() == ":":
             self.pos += 1
-            value = self.token(stop="")
+            value = self.token(stop="", allow=allow)
         args: list[Spec] = []
         options: list[tuple[str, Spec]] = []
         if self.peek() == "(":
@@ -138,7 +147,7 @@ class _Parser:
                         self.pos = start
                         self.fail("an option name must be a plain word")
                     self.pos += 1
-                    options.append((item.kind, self.spec()))
+                    options.append((item.kind, self.spec(allow=OPTION_VALUE_ALLOWS)))
                 elif options:
                     self.pos = start
                     self.skip_space()

@@ -63,6 +63,10 @@ def evaluate(
     for suite in suite_objects:
         for needed in suite.splits():
             dataset.split(needed)  # fail on a missing or empty split before any model is loaded
+        suite.check(dataset)
+    from harness.adapters.filter import attach_metadata
+
+    attach_metadata(built.values(), dataset.corpus, dataset.queries, str(dataset.path))  # filter arms: metadata checked here
     seed_everything(seed)
     from harness.warmup import in_background
 

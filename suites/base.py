@@ -77,6 +77,10 @@ class Suite(ABC):
         """The qrels splits this suite reads (for provenance)."""
         return []
 
+    def check(self, dataset: Dataset) -> None:
+        """Fail on anything in the dataset this suite cannot measure, before any model
+        loads (a slice whose field no record carries); most suites have nothing to check."""
+
 
 class QuerySelectionSuite(Suite):
     """A suite that scores a subset of one split's judged queries with the harness's metrics."""
