@@ -12,7 +12,8 @@ from click.testing import CliRunner
 
 from harness.cli import cli
 from harness.errors import HarnessError
-from harness.gate import load_policy, verdict
+from harness.gate import verdict
+from harness.policy import load_policy
 from harness.results import EvalResult, RetrieverResult, SuiteResult
 
 N = 200

@@ -40,7 +40,8 @@ def gate(policy_path, out, baseline, candidate, data, results, max_queries, seed
     """
     from harness import provenance
     from harness.errors import HarnessError
-    from harness.gate import load_policy, obtain_result, run_gate
+    from harness.gate import obtain_result, run_gate
+    from harness.policy import load_policy
     from harness.reports.junit import write_gate_junit
     from harness.reports.markdown import gate_markdown, write_markdown
 
