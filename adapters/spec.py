@@ -9,6 +9,9 @@ Grammar (whitespace around tokens is ignored)::
     bare   := characters other than , ( ) = quotes and spaces; may contain ':' '/' '.' '-' '~'
     quoted := '...' or "..."   (for paths holding commas, parentheses or spaces)
 
+Argument lists nest at most ``MAX_NESTING`` (32) deep; deeper is an error, not a
+crash of the recursive parser.
+
 Examples::
 
     bm25
@@ -31,6 +34,8 @@ from dataclasses import dataclass, field
 from harness.errors import HarnessError
 
 _SPECIAL = set(",()='\"")
+# deeper than any real arm (rerank over a filter over a hybrid is 3), far within Python's recursion limit
+MAX_NESTING = 32
 # an option's value may hold '=' unquoted, so a predicate reads as written: where=date>=2025-01-01
 OPTION_VALUE_ALLOWS = "="
 
@@ -89,6 +94,7 @@ class _Parser:
     def __init__(self, text: str) -> None:
         self.text = text
         self.pos = 0
+        self.depth = 0  # argument lists open at the current position
 
     def fail(self, message: str) -> None:
         pointer = " " * self.pos + "^"
@@ -136,6 +142,9 @@ class _Parser:
         args: list[Spec] = []
         options: list[tuple[str, Spec]] = []
         if self.peek() == "(":
+            self.depth += 1
+            if self.depth > MAX_NESTING:
+                self.fail(f"argument lists nested deeper than {MAX_NESTING}")
             self.pos += 1
             if self.peek() == ")":
                 self.fail("empty argument list")
@@ -162,4 +171,5 @@ class _Parser:
                     self.pos += 1
                     break
                 self.fail("expected ',' or ')'")
+            self.depth -= 1
         return Spec(kind=kind, value=value, args=tuple(args), options=tuple(options))

@@ -76,3 +76,16 @@ def test_errors_point_at_the_column(text: str, column: int, message: str) -> Non
 def test_bad_retriever_specs(text: str, message: str, tmp_path) -> None:
     with pytest.raises(HarnessError, match=message):
         build_retriever(text, tmp_path)
+
+
+def test_nesting_deeper_than_the_limit_is_an_error_not_a_crash() -> None:
+    from harness.adapters.spec import MAX_NESTING
+
+    def nested(depth: int) -> str:
+        return "hybrid(bm25," * depth + "dense" + ")" * depth
+
+    assert str(Spec.parse(nested(MAX_NESTING))) == nested(MAX_NESTING)
+    with pytest.raises(HarnessError, match=f"column {len('hybrid(bm25,') * MAX_NESTING + 7}: argument lists nested deeper than {MAX_NESTING}"):
+        Spec.parse(nested(300))  # a RecursionError before the limit
+    with pytest.raises(HarnessError, match="nested deeper"):
+        Spec.parse("rerank(ce,first=" * 40 + "bm25" + ")" * 40)
