@@ -17,6 +17,7 @@ import pytest
 from harness.ab import ingest as ing
 from harness.ab import schema
 from harness.ab import simulate as sim
+from harness.ab import staging
 from harness.errors import HarnessError
 
 EXP = {"experiment_id": "e1", "variants": ["A", "B"], "start": "2025-01-01T00:00:00Z", "end": "2025-01-15T00:00:00Z"}
@@ -113,7 +114,7 @@ def test_an_error_in_the_middle_of_a_file_leaves_the_database_as_before(store, t
     before = counts(store)
     rows = [exposure(f"x{i}", user=f"u{i}") for i in range(1, 300)] + ["garbage"]
     path = write_jsonl(tmp_path / "big.jsonl", rows)
-    monkeypatch.setattr(ing, "CHUNK_LINES", 50)
+    monkeypatch.setattr(staging, "CHUNK_LINES", 50)
     seen = []
 
     def boom(file, n):
@@ -139,8 +140,8 @@ def test_a_killed_ingest_leaves_the_database_as_before(tmp_path):
     script = textwrap.dedent(f"""
         import time
         from pathlib import Path
-        from harness.ab import ingest, schema
-        ingest.CHUNK_LINES = 100
+        from harness.ab import ingest, schema, staging
+        staging.CHUNK_LINES = 100
         con = schema.connect({str(db)!r})
         def hang(file, n):
             if n >= 200:

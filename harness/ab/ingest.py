@@ -1,12 +1,20 @@
 """Load exposure and interaction logs into the store, row by row validated.
 
-* JSONL, CSV and Parquet are read; JSON is parsed and every row is validated inside
-  DuckDB (JSON functions, ``TRY_CAST``), so a malformed row never raises.
+* JSONL, CSV and Parquet are read (harness.ab.staging); every row is validated inside
+  DuckDB (``TRY_CAST``, one query), so a malformed row never raises.
 * A row that fails goes to ``quarantine`` with its file, line and reason. For every
   file ``ingested + quarantined = read`` is checked before the commit.
 * Idempotent: a file whose content hash is in ``ingested_files`` is skipped, and an
   event id already stored (or repeated inside a file) is quarantined as a duplicate, so
   loading a file twice adds nothing.
+* Nothing is lost for good: ``retry_quarantined`` re-validates the quarantined rows of a
+  file already ingested (found by its content hash), for rows whose reason a later
+  registration cured (an experiment registered after its logs arrived). Rows that pass
+  leave the quarantine for the log tables, the others stay; a second retry loads nothing
+  more, and ``ingested + quarantined = read`` still holds for the file.
+* A file the validation could only reject whole is an error before any work: a folder, a
+  missing file, an unknown format, a CSV or Parquet file with an unknown column or without
+  the columns its records need.
 * The per-exposure outcomes (harness.ab.outcomes) of every exposure the file touches are
   recomputed in the same transaction.
 * Transactional: each file is one transaction; an error, Ctrl-C or a crash in the
@@ -18,43 +26,17 @@ names that are constants of this module.
 
 from __future__ import annotations
 
-import csv
 import glob
 import hashlib
-import io
-import json
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.ab import outcomes
+from harness.ab import outcomes, staging
 from harness.errors import HarnessError
 
-CHUNK_LINES = 200_000
-MAX_RAW = 2000
 LATE_DAYS = 7  # interactions up to this long after the end are kept
 MAX_POSITION = 1000
-
-# staged text columns: the fields a record may carry
-FIELDS = (
-    "type",
-    "event_id",
-    "experiment_id",
-    "variant",
-    "user_id",
-    "session_id",
-    "query_id",
-    "query_text",
-    "ts",
-    "model_version",
-    "exposure_id",
-    "doc_id",
-    "position",
-    "kind",
-    "dwell_s",
-)
-LIST_FIELDS = ("doc_ids", "teams")
-ALIASES = {"experiment": "experiment_id", "timestamp": "ts", "time": "ts", "dwell": "dwell_s", "event": "type"}
 
 
 @dataclass
@@ -66,34 +48,37 @@ class FileReport:
     skipped: bool = False  # already ingested (same content hash)
     exposures: int = 0
     interactions: int = 0
+    retried: int = 0  # quarantined rows re-validated (retry_quarantined); the loaded ones are exposures + interactions
+    sha256: str = ""
 
     def to_json(self) -> dict:
         return self.__dict__.copy()
 
 
 def expand(patterns: Iterable[str]) -> list[Path]:
-    """Files and globs, in order, each once; a pattern that matches nothing is an error."""
+    """Files and globs, in order, each once; a pattern that matches nothing is an error.
+    A folder is refused rather than read whole: a log folder also holds files that are not
+    logs (``ab simulate`` writes experiment.json beside them), and their lines would all be
+    quarantined."""
     out: list[Path] = []
     seen: set[Path] = set()
     for pattern in patterns:
         matches = sorted(glob.glob(pattern, recursive=True)) if glob.has_magic(pattern) else [pattern]
-        matches = [m for m in matches if Path(m).is_file()]
-        if not matches:
+        files = [m for m in matches if Path(m).is_file()]
+        if not files and any(Path(m).is_dir() for m in matches):
+            raise HarnessError(
+                f"{pattern}: is a directory, not a log file; give its files or a glob (for example '{Path(pattern) / '*.jsonl'}')"
+                if matches == [pattern] else f"{pattern}: matches only directories, no log file"
+            )
+        if not files:
             raise HarnessError(f"{pattern}: no such file")
+        matches = files
         for m in matches:
             p = Path(m).resolve()
             if p not in seen:
                 seen.add(p)
                 out.append(Path(m))
     return out
-
-
-def file_format(path: Path) -> str:
-    name = path.name.lower()
-    for suffix, fmt in ((".jsonl", "jsonl"), (".ndjson", "jsonl"), (".json", "jsonl"), (".csv", "csv"), (".parquet", "parquet")):
-        if name.endswith(suffix) or name.endswith(suffix + ".gz"):
-            return fmt
-    raise HarnessError(f"{path}: unknown log format (expected .jsonl, .csv or .parquet)")
 
 
 def sha256(path: Path) -> str:
@@ -108,33 +93,53 @@ def ingest(
     con,
     patterns: Iterable[str],
     *,
+    retry_quarantined: bool = False,
     on_chunk: Callable[[str, int], None] | None = None,
     progress: bool = True,
 ) -> list[FileReport]:
-    """Ingest every file; returns one report per file. ``on_chunk(file, rows_so_far)`` is
-    called after each staged chunk (tests use it to interrupt an ingest midway)."""
+    """Ingest every file; returns one report per file. Every file is checked (exists, has
+    a known format and the columns it needs) before the first is read. With
+    ``retry_quarantined`` a file already ingested has its quarantined rows re-validated.
+    ``on_chunk(file, rows_so_far)`` is called after each staged chunk (tests use it to
+    interrupt an ingest midway)."""
     from harness.progress import track
 
     paths = expand(patterns)
+    for path in paths:
+        staging.check_columns(con, path)
     reports = []
     iterator = track(paths, total=len(paths), description="ingesting") if progress else paths
     for path in iterator:
-        reports.append(ingest_file(con, path, on_chunk=on_chunk))
+        reports.append(ingest_file(con, path, retry_quarantined=retry_quarantined, on_chunk=on_chunk))
     return reports
 
 
-def ingest_file(con, path: Path, *, on_chunk=None) -> FileReport:
-    fmt = file_format(path)
+def quarantined_files(con) -> list[str]:
+    """The files of the store with rows in quarantine, as they were named when ingested,
+    each checked to be there still with the same content (a retry re-reads them)."""
+    rows = con.execute(
+        "SELECT file, sha256, rows_quarantined FROM ingested_files WHERE rows_quarantined > 0 ORDER BY ingested_at, file"
+    ).fetchall()
+    for file, digest, n in rows:
+        if not Path(file).is_file() or sha256(Path(file)) != digest:
+            raise HarnessError(
+                f"{file}: {n} of its rows are quarantined, but the file is no longer there with the content "
+                "that was ingested; give its current path to retry it"
+            )
+    return [file for file, _, _ in rows]
+
+
+def ingest_file(con, path: Path, *, retry_quarantined: bool = False, on_chunk=None) -> FileReport:
     digest = sha256(path)
     done = con.execute(
         "SELECT rows_read, rows_ingested, rows_quarantined FROM ingested_files WHERE sha256 = ?", [digest]
     ).fetchall()
     done = done[0] if done else None
-    if done is not None:
-        return FileReport(str(path), done[0], done[1], done[2], skipped=True)
+    if done is not None and not (retry_quarantined and done[2]):
+        return FileReport(str(path), done[0], done[1], done[2], skipped=True, sha256=digest)
     con.execute("BEGIN TRANSACTION")
     try:
-        report = _ingest_in_transaction(con, path, fmt, digest, on_chunk)
+        report = _ingest_in_transaction(con, path, digest, on_chunk, done)
         con.execute("COMMIT")
         return report
     except BaseException:
@@ -147,24 +152,12 @@ def ingest_file(con, path: Path, *, on_chunk=None) -> FileReport:
             con.execute(f"DROP VIEW IF EXISTS {view}")
 
 
-# --------------------------------------------------------------------------- staging
-
-_STAGE_DDL = (
-    "CREATE TEMP TABLE _stage (line BIGINT, raw VARCHAR, parse_error VARCHAR, type_error VARCHAR, "
-    + ", ".join(f"{f} VARCHAR" for f in FIELDS)
-    + ", doc_ids VARCHAR[], doc_ids_error BOOLEAN, teams VARCHAR[], teams_error BOOLEAN)"
-)
-
-
-def _ingest_in_transaction(con, path, fmt, digest, on_chunk) -> FileReport:
-    con.execute("DROP TABLE IF EXISTS _stage")
-    con.execute(_STAGE_DDL)
-    if fmt == "jsonl":
-        n_read = _stage_jsonl(con, path, on_chunk)
-    elif fmt == "csv":
-        n_read = _stage_csv(con, path, on_chunk)
-    else:
-        n_read = _stage_parquet(con, path, on_chunk)
+def _ingest_in_transaction(con, path, digest, on_chunk, done) -> FileReport:
+    """Stage, validate and load a file; ``done`` (read, ingested, quarantined) is the
+    record of a file already ingested, whose quarantined rows alone are then validated."""
+    n_read = staging.stage(con, path, on_chunk)
+    if done is not None:
+        n_read = _keep_quarantined_rows(con, path, digest, done[2])
     con.execute(_CHECK_SQL)
     counts = dict(
         con.execute(
@@ -190,11 +183,12 @@ def _ingest_in_transaction(con, path, fmt, digest, on_chunk) -> FileReport:
     )
     outcomes.refresh(con, "_touched")
     con.execute(
-        "INSERT INTO quarantine SELECT ?, line, reason, left(coalesce(raw, to_json(struct_pack("
-        + ", ".join(FIELDS)
-        + ", doc_ids))::VARCHAR), ?), now()::TIMESTAMP "
+        "INSERT INTO quarantine (file, line, reason, raw, quarantined_at, sha256) "
+        "SELECT ?, line, reason, left(coalesce(raw, to_json(struct_pack("
+        + ", ".join(staging.FIELDS)
+        + ", doc_ids))::VARCHAR), ?), now()::TIMESTAMP, ? "
         "FROM _stage JOIN _checked USING (line) WHERE reason IS NOT NULL ORDER BY line",
-        [str(path), MAX_RAW],
+        [str(path), staging.MAX_RAW, digest],
     )
     after = _table_counts(con)
     n_exp = after["exposures"] - before["exposures"]
@@ -204,11 +198,34 @@ def _ingest_in_transaction(con, path, fmt, digest, on_chunk) -> FileReport:
         raise HarnessError(
             f"{path}: ingested {n_exp + n_int} + quarantined {n_bad} != read {n_read}; rolled back"
         )
+    if done is not None:
+        con.execute(
+            "UPDATE ingested_files SET rows_ingested = rows_ingested + ?, rows_quarantined = ? WHERE sha256 = ?",
+            [n_exp + n_int, n_bad, digest],
+        )
+        return FileReport(str(path), done[0], done[1] + n_exp + n_int, n_bad, exposures=n_exp, interactions=n_int,
+                          retried=n_read, sha256=digest)
     con.execute(
         "INSERT INTO ingested_files VALUES (?, ?, ?, ?, ?, now()::TIMESTAMP)",
         [str(path), digest, n_read, n_exp + n_int, n_bad],
     )
-    return FileReport(str(path), n_read, n_exp + n_int, n_bad, exposures=n_exp, interactions=n_int)
+    return FileReport(str(path), n_read, n_exp + n_int, n_bad, exposures=n_exp, interactions=n_int, sha256=digest)
+
+
+def _keep_quarantined_rows(con, path: Path, digest: str, expected: int) -> int:
+    """Keep in ``_stage`` only the file's rows that sit in quarantine, and take them out of
+    it: those that fail the validation again go back with their reason of today."""
+    held = con.execute("SELECT count(*) FROM quarantine WHERE sha256 = ?", [digest]).fetchall()[0][0]
+    con.execute("DELETE FROM _stage WHERE line NOT IN (SELECT line FROM quarantine WHERE sha256 = ?)", [digest])
+    staged = con.execute("SELECT count(*) FROM _stage").fetchall()[0][0]
+    if held != expected or staged != expected:
+        raise HarnessError(
+            f"{path}: {expected} of its rows were quarantined, but {held} quarantined rows carry its content hash and "
+            f"{staged} of its lines match them (a store from before schema version 3 that holds several files of this name); "
+            "nothing was retried"
+        )
+    con.execute("DELETE FROM quarantine WHERE sha256 = ?", [digest])
+    return staged
 
 
 def _table_counts(con) -> dict[str, int]:
@@ -216,216 +233,6 @@ def _table_counts(con) -> dict[str, int]:
         "SELECT (SELECT count(*) FROM exposures), (SELECT count(*) FROM interactions), (SELECT count(*) FROM quarantine)"
     ).fetchall()[0]
     return {"exposures": row[0], "interactions": row[1], "quarantine": row[2]}
-
-
-def _read_lines(path: Path) -> Iterator[str]:
-    import gzip
-
-    opener = gzip.open if path.name.lower().endswith(".gz") else open
-    with opener(path, "rt", encoding="utf-8", errors="replace", newline="") as fh:
-        for line in fh:
-            yield line.rstrip("\r\n")
-
-
-def _stage_jsonl(con, path: Path, on_chunk) -> int:
-    import pyarrow as pa
-
-    n = 0
-    batch: list[str] = []
-
-    def flush(start_line: int) -> None:
-        table = pa.table(
-            {"line": pa.array(range(start_line, start_line + len(batch)), pa.int64()), "raw": pa.array(batch, pa.string())}
-        )
-        con.register("_raw_arrow", table)
-        con.execute(_JSONL_STAGE_SQL)
-        con.unregister("_raw_arrow")
-        if on_chunk is not None:
-            on_chunk(str(path), start_line + len(batch) - 1)
-
-    start = 1
-    for line in _read_lines(path):
-        batch.append(line)
-        n += 1
-        if len(batch) >= CHUNK_LINES:
-            flush(start)
-            start += len(batch)
-            batch = []
-    if batch:
-        flush(start)
-    return n
-
-
-# every name a field may have in JSON: its own and its aliases (constants of this module)
-_NAMES = [(f, [f] + [a for a, t in ALIASES.items() if t == f]) for f in FIELDS]
-_ALL_PATHS = [name for _, names in _NAMES for name in names]
-_PATH_LIST = "[" + ", ".join(f"'$.\"{n}\"'" for n in _ALL_PATHS) + "]"
-
-
-def _json_field(field: str, names: list[str]) -> str:
-    idx = [_ALL_PATHS.index(n) + 1 for n in names]
-    parts = [f"v[{i}]" for i in idx]
-    return (f"coalesce({', '.join(parts)})" if len(parts) > 1 else parts[0]) + f" AS {field}"
-
-
-def _json_type_check() -> str:
-    # a scalar field given as an object, an array or a boolean is a type error
-    checks = [
-        f"CASE WHEN t[{i + 1}] IN ('OBJECT', 'ARRAY', 'BOOLEAN') THEN '{name} must be a string or a number' END"
-        for i, name in enumerate(_ALL_PATHS)
-    ]
-    return f"coalesce({', '.join(checks)})"
-
-
-def _json_list(name: str) -> str:
-    path = f"'$.\"{name}\"'"
-    ok = (
-        f"(json_type(raw, {path}) = 'ARRAY' AND coalesce(list_bool_and(list_transform(coalesce(json_type(raw, '$.\"{name}\"[*]'), []), "
-        f"lambda t: t IN ('VARCHAR', 'BIGINT', 'UBIGINT'))), true))"
-    )
-    return (
-        f"CASE WHEN {ok} THEN TRY_CAST(json_extract(raw, {path}) AS VARCHAR[]) END AS {name}, "
-        f"(coalesce(json_type(raw, {path}), 'NULL') <> 'NULL' AND NOT coalesce({ok}, false)) AS {name}_error"
-    )
-
-
-_JSONL_STAGE_SQL = (
-    "INSERT INTO _stage SELECT line, raw, "
-    "CASE WHEN trim(raw) = '' THEN 'empty line' WHEN NOT json_valid(raw) THEN 'invalid JSON' "
-    "WHEN json_type(raw) <> 'OBJECT' THEN 'not a JSON object' END AS parse_error, "
-    "NULL, " + ", ".join(f"NULL AS {f}" for f in FIELDS) + ", NULL, NULL, NULL, NULL "
-    "FROM _raw_arrow WHERE trim(raw) = '' OR NOT json_valid(raw) OR json_type(raw) <> 'OBJECT';\n"
-    "INSERT INTO _stage SELECT line, raw, NULL, "
-    + _json_type_check()
-    + ", "
-    + ", ".join(_json_field(f, names) for f, names in _NAMES)
-    + ", "
-    + _json_list("doc_ids")
-    + ", "
-    + _json_list("teams")
-    + f" FROM (SELECT line, raw, json_extract_string(raw, {_PATH_LIST}) AS v, json_type(raw, {_PATH_LIST}) AS t "
-    "FROM _raw_arrow WHERE trim(raw) <> '' AND json_valid(raw) AND json_type(raw) = 'OBJECT')"
-)
-
-
-def _text_list(expr: str, name: str) -> str:
-    """A list field given as text (CSV, or a Parquet string column): a JSON array or
-    ``a|b|c``."""
-    return (
-        f"CASE WHEN {expr} IS NULL OR trim({expr}) = '' THEN NULL "
-        f"WHEN starts_with(trim({expr}), '[') THEN TRY_CAST(CASE WHEN json_valid({expr}) THEN {expr}::JSON END AS VARCHAR[]) "
-        f"ELSE string_split({expr}, '|') END AS {name}, "
-        f"coalesce(trim({expr}) <> '' AND starts_with(trim({expr}), '[') AND "
-        f"TRY_CAST(CASE WHEN json_valid({expr}) THEN {expr}::JSON END AS VARCHAR[]) IS NULL, false) AS {name}_error"
-    )
-
-
-def _stage_csv(con, path: Path, on_chunk) -> int:
-    import pyarrow as pa
-
-    lines = _read_lines(path)
-    text = io.StringIO()
-    # csv needs whole records (a quoted field may span lines): feed it the lines back
-    reader = csv.reader(_with_newlines(lines, text))
-    try:
-        header = next(reader)
-    except StopIteration:
-        return 0
-    header = [ALIASES.get(h.strip(), h.strip()) for h in header]
-    known = set(FIELDS) | set(LIST_FIELDS)
-    unknown = [h for h in header if h not in known]
-    if unknown:
-        raise HarnessError(f"{path}:1: unknown CSV column(s): {', '.join(unknown)} (known: {', '.join(sorted(known))})")
-    cols = {name: [] for name in ("line", "raw", "parse_error", *FIELDS, *LIST_FIELDS)}
-    n = 0
-
-    def flush() -> None:
-        table = pa.table({k: pa.array(v, pa.int64() if k == "line" else pa.string()) for k, v in cols.items()})
-        con.register("_raw_arrow", table)
-        con.execute(
-            "INSERT INTO _stage SELECT line, raw, parse_error, NULL, "
-            + ", ".join(FIELDS)
-            + ", "
-            + _text_list("doc_ids", "doc_ids")
-            + ", "
-            + _text_list("teams", "teams")
-            + " FROM _raw_arrow"
-        )
-        con.unregister("_raw_arrow")
-        if on_chunk is not None:
-            on_chunk(str(path), n)
-        for v in cols.values():
-            v.clear()
-
-    line_no = reader.line_num
-    for row in reader:
-        line_no_start = line_no + 1
-        line_no = reader.line_num
-        n += 1
-        cols["line"].append(line_no_start)
-        cols["raw"].append(",".join(row)[:MAX_RAW])
-        if len(row) != len(header):
-            cols["parse_error"].append(f"expected {len(header)} fields, got {len(row)}")
-            row = []
-        else:
-            cols["parse_error"].append(None)
-        values = dict(zip(header, row, strict=False))
-        for name in (*FIELDS, *LIST_FIELDS):
-            value = values.get(name)
-            cols[name].append(value if value not in ("", None) else None)
-        if len(cols["line"]) >= CHUNK_LINES:
-            flush()
-    if cols["line"]:
-        flush()
-    return n
-
-
-def _with_newlines(lines: Iterator[str], _buffer) -> Iterator[str]:
-    for line in lines:
-        yield line + "\n"
-
-
-def _stage_parquet(con, path: Path, on_chunk) -> int:
-    import duckdb
-
-    try:
-        rel = con.read_parquet(str(path), file_row_number=True)
-    except duckdb.Error as exc:
-        raise HarnessError(f"{path}: cannot read Parquet: {exc}") from exc
-    rel.create_view("_parquet_src", replace=True)
-    columns = {ALIASES.get(c, c): c for c in rel.columns if c != "file_row_number"}
-    types = dict(zip(rel.columns, [str(t) for t in rel.types], strict=True))
-    known = set(FIELDS) | set(LIST_FIELDS)
-    unknown = [c for c in columns if c not in known]
-    if unknown:
-        raise HarnessError(f"{path}: unknown Parquet column(s): {', '.join(unknown)}")
-
-    def text(field: str) -> str:
-        if field not in columns:
-            return f"NULL::VARCHAR AS {field}"
-        return f"CAST(\"{columns[field]}\" AS VARCHAR) AS {field}"
-
-    def lst(field: str) -> str:
-        if field not in columns:
-            return f"NULL::VARCHAR[] AS {field}, false AS {field}_error"
-        src = f'"{columns[field]}"'
-        if types[src.strip('"')].endswith("[]"):
-            return f"TRY_CAST({src} AS VARCHAR[]) AS {field}, ({src} IS NOT NULL AND TRY_CAST({src} AS VARCHAR[]) IS NULL) AS {field}_error"
-        return _text_list(f"CAST({src} AS VARCHAR)", field)
-
-    n = con.execute("SELECT count(*) FROM _parquet_src").fetchall()[0][0]
-    con.execute(
-        "INSERT INTO _stage SELECT file_row_number + 1, NULL, NULL, NULL, "
-        + ", ".join(text(f) for f in FIELDS)
-        + ", "
-        + lst("doc_ids")
-        + ", "
-        + lst("teams")
-        + " FROM _parquet_src"
-    )
-    if on_chunk is not None:
-        on_chunk(str(path), n)
-    return n
 
 
 # --------------------------------------------------------------------------- validation

@@ -14,7 +14,9 @@ Tables (documented in docs/ab.md):
     1-based position, kind (``click`` or ``conversion``), dwell time in seconds,
     timestamp.
 ``quarantine``
-    every rejected input row, with its file, line, reason and raw text.
+    every rejected input row, with its file, line, reason and raw text, and the content
+    hash of its file (``harness ab ingest --retry-quarantined`` re-validates a file's rows
+    by it).
 ``ingested_files``
     one row per file loaded (by content hash): read, ingested and quarantined counts.
 ``exposure_outcomes``
@@ -34,6 +36,8 @@ column names are constants of this module.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -41,7 +45,7 @@ from typing import Any
 
 from harness.errors import HarnessError, located
 
-SCHEMA_VERSION = 2  # 2: exposure_outcomes and user_outcomes
+SCHEMA_VERSION = 3  # 2: exposure_outcomes and user_outcomes; 3: quarantine.sha256
 
 METRICS = (
     "ctr",
@@ -97,7 +101,8 @@ DDL = [
         line BIGINT,
         reason VARCHAR NOT NULL,
         raw VARCHAR,
-        quarantined_at TIMESTAMP NOT NULL
+        quarantined_at TIMESTAMP NOT NULL,
+        sha256 VARCHAR
     )""",
     """CREATE TABLE IF NOT EXISTS ingested_files (
         file VARCHAR NOT NULL,
@@ -121,31 +126,106 @@ DDL = [
 ]
 
 
-def connect(db: str | Path | None, read_only: bool = False):
-    """Open (and create) the store. ``None`` or ``":memory:"`` opens an in-memory one."""
+def connect(db: str | Path | None, create: bool = True):
+    """Open the store, upgrading an older one. ``None`` or ``":memory:"`` opens an in-memory
+    one. Where ``db`` does not exist a new store is made only with ``create`` (ingest and
+    registration); an existing database must be a harness store (its ``meta`` table holds
+    a schema version this harness reads) or hold no table at all, so the harness's tables
+    never land in somebody else's database."""
     import duckdb
 
     path = ":memory:" if db is None else str(db)
-    if path != ":memory:" and read_only and not Path(path).is_file():
-        raise HarnessError(f"{path}: database does not exist (run `harness ab ingest --db {path} ...` first)")
+    if path != ":memory:":
+        if Path(path).is_dir():
+            raise HarnessError(f"{path}: is a directory, not a DuckDB store")
+        if not create and not Path(path).is_file():
+            raise HarnessError(f"{path}: database does not exist (run `harness ab ingest --db {path} ...` first)")
     try:
-        con = duckdb.connect(path, read_only=read_only)
+        con = duckdb.connect(path)
     except duckdb.Error as exc:
         raise HarnessError(f"{path}: cannot open the database: {exc}") from exc
+    try:
+        _check_store(con, path, create)
+    except BaseException:
+        con.close()
+        raise
     con.execute("SET TimeZone = 'UTC'")
-    if not read_only:
-        for statement in DDL:
-            con.execute(statement)
-        con.execute(
-            "INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)]
-        )
-        from harness.ab import outcomes
+    for statement in DDL:
+        con.execute(statement)
+    _upgrade(con)
+    con.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)])
+    from harness.ab import outcomes
 
-        con.execute(outcomes.DDL)
-        con.execute(outcomes.USERS_DDL)
-        if not outcomes.is_current(con):  # a store from before the table, or written around the ingest
-            outcomes.refresh(con)
+    con.execute(outcomes.DDL)
+    con.execute(outcomes.USERS_DDL)
+    if not outcomes.is_current(con):  # a store from before the table, or written around the ingest
+        outcomes.refresh(con)
     return con
+
+
+@contextmanager
+def writing(db: str | Path) -> Iterator[Any]:
+    """A connection for ingest and registration. A new store is built in a partial file
+    beside ``db`` and renamed to ``db`` only when the block succeeds, so a failed ingest
+    leaves no store behind; an existing store is written in place (each ingested file is
+    one transaction)."""
+    import os
+
+    db = Path(db)
+    if db.exists():
+        con = connect(db)
+        try:
+            yield con
+        finally:
+            con.close()
+        return
+    partial = db.with_name(f".{db.name}.{os.getpid()}.partial")
+    con = connect(partial)
+    try:
+        yield con
+        con.execute("CHECKPOINT")  # everything in the main file: nothing left in a WAL beside it
+    except BaseException:
+        con.close()
+        for leftover in (partial, partial.with_name(partial.name + ".wal")):
+            leftover.unlink(missing_ok=True)
+        raise
+    con.close()
+    os.replace(partial, db)
+
+
+def _check_store(con, path: str, create: bool) -> None:
+    tables = {r[0] for r in con.execute(
+        "SELECT table_name FROM information_schema.tables WHERE table_catalog = current_database()"
+    ).fetchall()}
+    if not tables:
+        if not create:
+            raise HarnessError(f"{path}: not a harness A/B store (the database is empty; `harness ab ingest --db {path} ...` makes one)")
+        return
+    version = con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchall() if "meta" in tables else []
+    if not version:
+        raise HarnessError(
+            f"{path}: not a harness A/B store (no meta table with a schema version); the harness writes only into its own stores"
+        )
+    if not version[0][0].isdigit() or int(version[0][0]) > SCHEMA_VERSION:
+        raise HarnessError(
+            f"{path}: store schema version {version[0][0]!r} is not one this harness reads (up to {SCHEMA_VERSION}): a newer harness wrote it"
+        )
+
+
+def _upgrade(con) -> None:
+    """Bring a store of an older schema version up to this one."""
+    has_hash = con.execute(
+        "SELECT count(*) FROM information_schema.columns WHERE table_catalog = current_database() "
+        "AND table_name = 'quarantine' AND column_name = 'sha256'"
+    ).fetchall()[0][0]
+    if not has_hash:  # version 2: quarantined rows knew their file by name only
+        con.execute("ALTER TABLE quarantine ADD COLUMN sha256 VARCHAR")
+        # a name that several contents were ingested under stays ambiguous (NULL): a retry of
+        # those files says so instead of guessing
+        con.execute(
+            "UPDATE quarantine SET sha256 = f.sha256 FROM (SELECT file, any_value(sha256) AS sha256 FROM ingested_files "
+            "GROUP BY file HAVING count(*) = 1) f WHERE quarantine.file = f.file"
+        )
 
 
 def connect_parquet(folder: str | Path):
