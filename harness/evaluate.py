@@ -12,7 +12,7 @@ from harness import metrics as metric_lib
 from harness import provenance
 from harness.data import Dataset, load_dataset
 from harness.errors import HarnessError
-from harness.results import EvalResult, RetrieverResult
+from harness.results import EvalResult, RetrieverResult, check_scores
 from harness.suites import EvalContext, parse_suite
 
 
@@ -24,6 +24,9 @@ def seed_everything(seed: int) -> None:
 
     random.seed(seed)
     np.random.seed(seed)
+
+
+RUNS_FOLDER = "runs"
 
 
 def run_file_name(spec: str, split: str) -> str:
@@ -85,12 +88,8 @@ def evaluate(
     runs = context.runs()
     run_files: dict[str, dict[str, str]] = {spec: {} for spec in built}
     if out is not None:
-        run_dir = Path(out) / "runs"
-        run_dir.mkdir(parents=True, exist_ok=True)
-        for (spec, run_split), run in runs.items():
-            path = run_dir / run_file_name(spec, run_split)
-            path.write_text(run.to_trec(tag=spec.replace(" ", "_")), encoding="utf-8")
-            run_files[spec][run_split] = str(path.relative_to(out))
+        for spec, run_split in runs:
+            run_files[spec][run_split] = str(Path(RUNS_FOLDER) / run_file_name(spec, run_split))
     retriever_results = []
     for spec, retriever in built.items():
         split_runs = [run for (s, _), run in runs.items() if s == spec]
@@ -114,6 +113,20 @@ def evaluate(
         suites=suite_results,
         queries={qid: dataset.queries[qid].text for qid in sorted(evaluated) if qid in dataset.queries},
     )
+    check_scores(result.suites, f"evaluation of {dataset.path}")
     if out is not None:
-        result.write(Path(out) / "result.json")
+        write_outputs(result, runs, Path(out))
     return result
+
+
+def write_outputs(result: EvalResult, runs: dict, out: Path) -> None:
+    """``OUT/result.json`` and the run files it names in ``OUT/runs/``, put in place together:
+    an interrupt leaves the previous ones as they were, and no run file of an earlier
+    evaluation stays beside a result that does not name it."""
+    from harness.files import staged
+
+    with staged(out / RUNS_FOLDER, out / "result.json") as (run_dir, result_file):
+        run_dir.mkdir()
+        for (spec, run_split), run in runs.items():
+            (run_dir / run_file_name(spec, run_split)).write_text(run.to_trec(tag=spec.replace(" ", "_")), encoding="utf-8")
+        result.write(result_file)

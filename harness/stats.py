@@ -51,18 +51,28 @@ DEFAULT_RESAMPLES = 9999
 
 
 def align(
-    baseline: dict[str, float], candidate: dict[str, float], query_ids: Iterable[str] | None = None
+    baseline: dict[str, float],
+    candidate: dict[str, float],
+    query_ids: Iterable[str] | None = None,
+    labels: tuple[str, str] = ("the baseline", "the candidate"),
 ) -> tuple[list[str], np.ndarray, np.ndarray]:
-    """Pair two ``query id -> score`` maps on the queries both scored.
+    """Pair two ``query id -> score`` maps on the same queries.
 
-    ``query_ids`` fixes the order (and restricts the set); queries missing from either map
-    are left out, so the pairing is always on the same queries.
+    ``query_ids`` fixes the order (and restricts the set; default: every query either map
+    scores). A query missing from either map is an error naming it (``labels`` name the
+    maps), never a smaller n: leaving it out would compare the arms on another query set.
     """
-    order = list(query_ids) if query_ids is not None else sorted(baseline)
-    ids = [qid for qid in order if qid in baseline and qid in candidate]
-    b = np.array([baseline[qid] for qid in ids], dtype=float)
-    c = np.array([candidate[qid] for qid in ids], dtype=float)
-    return ids, b, c
+    order = list(query_ids) if query_ids is not None else sorted(set(baseline) | set(candidate))
+    for label, scores in zip(labels, (baseline, candidate)):
+        missing = [qid for qid in order if qid not in scores]
+        if missing:
+            raise HarnessError(
+                f"{label} has no score for query {missing[0]!r} ({len(missing)} of {len(order)} queries have none); "
+                "a paired comparison needs both scores of every query"
+            )
+    b = np.array([baseline[qid] for qid in order], dtype=float)
+    c = np.array([candidate[qid] for qid in order], dtype=float)
+    return order, b, c
 
 
 def sample_query_ids(query_ids: Sequence[str], max_queries: int | None, seed: int = 0) -> list[str]:
@@ -424,11 +434,9 @@ def compare_scores(
     moved: int = 5,
 ) -> Comparison:
     """All statistics of one paired comparison of ``query id -> score`` maps."""
-    ids, b, c = align(baseline, candidate, query_ids)
+    ids, b, c = align(baseline, candidate, query_ids, labels=(f"{suite}, {metric}: {baseline_spec}", f"{suite}, {metric}: {candidate_spec}"))
     if len(ids) < 2:
-        raise HarnessError(
-            f"{suite}, {metric}: {baseline_spec} and {candidate_spec} share {len(ids)} scored queries; need at least 2"
-        )
+        raise HarnessError(f"{suite}, {metric}: a paired comparison needs at least 2 queries, got {len(ids)}")
     low, high = bootstrap_ci(b, c, confidence=confidence, n_resamples=n_resamples, seed=seed)
     sd = float(sd_difference(b, c))
     wins, ties, losses = win_tie_loss(b, c)
@@ -663,7 +671,7 @@ def compare_results(
             found = next((c for c in comparisons if c.suite == suite.name and c.metric == primary and c.candidate == spec), None)
             ids = sampled.get(suite.name, suite.query_ids)
             scores = suite.per_query[spec][primary]
-            quality = float(np.mean([scores[q] for q in ids if q in scores])) if found is None else found.candidate_mean
+            quality = float(np.mean([scores[q] for q in ids])) if found is None else found.candidate_mean
             rows.append({
                 "arm": spec,
                 "quality": quality,

@@ -118,8 +118,13 @@ def test_win_tie_loss_and_most_moved() -> None:
 
 
 def test_alignment_and_sampling() -> None:
-    ids, b, c = stats.align({"q1": 0.1, "q2": 0.2, "q3": 0.3}, {"q3": 1.0, "q1": 0.0}, ["q3", "q2", "q1"])
+    ids, b, c = stats.align({"q1": 0.1, "q2": 0.2, "q3": 0.3}, {"q3": 1.0, "q1": 0.0}, ["q3", "q1"])
     assert ids == ["q3", "q1"] and list(b) == [0.3, 0.1] and list(c) == [1.0, 0.0]
+    # a query one side lacks is an error, never a smaller n
+    with pytest.raises(HarnessError, match="the candidate has no score for query 'q2'"):
+        stats.align({"q1": 0.1, "q2": 0.2, "q3": 0.3}, {"q3": 1.0, "q1": 0.0}, ["q3", "q2", "q1"])
+    with pytest.raises(HarnessError, match="the baseline has no score for query 'q4'"):
+        stats.align({"q1": 0.1}, {"q1": 0.0, "q4": 1.0})
     all_ids = [f"q{i}" for i in range(100)]
     sample = stats.sample_query_ids(all_ids, 20, seed=7)
     assert len(sample) == 20 and sample == stats.sample_query_ids(all_ids, 20, seed=7)

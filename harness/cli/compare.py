@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import click
 
-from harness.cli.options import cache_option, metric_option, seed_option
+from harness.cli.options import OutputPath, cache_option, metric_option, seed_option
 
 
 @click.command("compare")
@@ -20,7 +19,7 @@ from harness.cli.options import cache_option, metric_option, seed_option
 @click.option("--data", type=click.Path(path_type=Path), help="Evaluate this dataset first (with --retriever) instead of reading results.")
 @click.option("--retriever", "retrievers", multiple=True, help="With --data: an arm to evaluate (repeatable); the baseline is added.")
 @click.option("--split", default="test", show_default=True, help="With --data: the held-out split that suites read.")
-@click.option("--out", type=click.Path(path_type=Path), help="Write OUT/compare.json and OUT/compare.md (and OUT/eval with --data).")
+@click.option("--out", type=OutputPath(), help="Write OUT/compare.json and OUT/compare.md (and OUT/eval with --data).")
 @click.option("--correction", type=click.Choice(["holm", "bh", "none"]), default="holm", show_default=True,
               help="Multiplicity correction across all comparisons: Holm (family-wise) or Benjamini-Hochberg (FDR).")
 @click.option("--alpha", type=float, default=0.05, show_default=True, help="Significance level.")
@@ -83,9 +82,11 @@ def compare(results, baseline, candidates, metrics, suites, data, retrievers, sp
     document = {"schema_version": 1, "kind": "compare", "provenance": provenance.collect(seed=seed), "sources": sources, **body}
     print_compare(document)
     if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "compare.json").write_text(json.dumps(document, indent=1) + "\n", encoding="utf-8")
-        write_markdown(compare_markdown(document), out / "compare.md")
+        from harness.files import staged, write_json
+
+        with staged(out / "compare.json", out / "compare.md") as (json_file, markdown_file):
+            write_json(json_file, document)
+            write_markdown(compare_markdown(document), markdown_file)
         click.echo(f"wrote {out / 'compare.json'} and {out / 'compare.md'}")
 
 

@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import Any
 
 import click
 
+from harness.cli.options import OutputPath
+
 STYLES = {"pass": "green", "fail": "red", "inconclusive": "yellow"}
 
 
 @click.command("gate")
 @click.option("--policy", "policy_path", required=True, type=click.Path(path_type=Path), help="The gate policy (TOML).")
-@click.option("--out", type=click.Path(path_type=Path), help="Write OUT/gate.json, OUT/gate.md, OUT/junit.xml (and OUT/eval).")
+@click.option("--out", type=OutputPath(), help="Write OUT/gate.json, OUT/gate.md, OUT/junit.xml (and OUT/eval).")
 @click.option("--baseline", help="Override the policy's baseline spec.")
 @click.option("--candidate", help="Override the policy's candidate spec.")
 @click.option("--data", type=click.Path(path_type=Path), help="Override the policy's dataset folder.")
@@ -42,8 +43,8 @@ def gate(policy_path, out, baseline, candidate, data, results, max_queries, seed
     from harness.errors import HarnessError
     from harness.gate import obtain_result, run_gate
     from harness.policy import load_policy
-    from harness.reports.junit import write_gate_junit
-    from harness.reports.markdown import gate_markdown, write_markdown
+    from harness.reports.junit import gate_junit
+    from harness.reports.markdown import gate_markdown
 
     overrides = {"baseline": baseline, "candidate": candidate, "data": data, "results": list(results) or None,
                  "max_queries": max_queries,
@@ -59,10 +60,7 @@ def gate(policy_path, out, baseline, candidate, data, results, max_queries, seed
     document = {"schema_version": 1, "kind": "gate", "provenance": provenance.collect(seed=policy.seed), **body}
     print_gate(document)
     if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "gate.json").write_text(json.dumps(document, indent=1, default=str) + "\n", encoding="utf-8")
-        write_markdown(gate_markdown(document), out / "gate.md")
-        write_gate_junit(document, out / "junit.xml")
+        _publish(out, document, gate_markdown(document), gate_junit(document))
         click.echo(f"wrote {out / 'gate.json'}, {out / 'gate.md'} and {out / 'junit.xml'}")
     # sys.exit, not ctx.exit: the top-level group runs click in non-standalone mode, where
     # click would swallow ctx.exit's code; SystemExit reaches the shell (and CliRunner) as is
@@ -75,17 +73,26 @@ def _write_error(out: Path, policy, message: str) -> None:
 
     from harness import provenance
 
-    out.mkdir(parents=True, exist_ok=True)
     document = {"schema_version": 1, "kind": "gate", "provenance": provenance.collect(seed=policy.seed),
                 "status": "error", "exit_code": 3, "error": message, "policy": policy.describe()}
-    (out / "gate.json").write_text(json.dumps(document, indent=1, default=str) + "\n", encoding="utf-8")
-    (out / "gate.md").write_text(f"## ❌ Promotion gate: error\n\n```\n{message}\n```\n\nAn error never passes.\n", encoding="utf-8")
-    (out / "junit.xml").write_text(
+    markdown = f"## ❌ Promotion gate: error\n\n```\n{message}\n```\n\nAn error never passes.\n"
+    junit = (
         '<?xml version="1.0" encoding="UTF-8"?>\n<testsuite name="harness gate" tests="1" failures="0" errors="1">\n'
         f'  <testcase classname="gate" name="evaluation"><error type="error" message={quoteattr(message)}/></testcase>\n'
-        "</testsuite>\n",
-        encoding="utf-8",
+        "</testsuite>\n"
     )
+    _publish(out, document, markdown, junit)
+
+
+def _publish(out: Path, document: dict[str, Any], markdown: str, junit: str) -> None:
+    """OUT/gate.json, OUT/gate.md and OUT/junit.xml, put in place together: an interrupt
+    leaves the previous three as they were (``harness.files.staged``)."""
+    from harness.files import staged, write_json
+
+    with staged(out / "gate.json", out / "gate.md", out / "junit.xml") as (json_file, markdown_file, junit_file):
+        write_json(json_file, document, default=str)
+        markdown_file.write_text(markdown, encoding="utf-8")
+        junit_file.write_text(junit, encoding="utf-8")
 
 
 def print_gate(document: dict[str, Any], console=None) -> None:

@@ -6,6 +6,23 @@ from pathlib import Path
 
 import click
 
+
+class OutputPath(click.Path):
+    """A path the command writes (a folder, or a file with ``folder=False``), checked as the
+    option is read, so a file in the way or an unwritable place is a one-line error (exit 3)
+    before any work starts (``harness.files.check_writable``)."""
+
+    def __init__(self, folder: bool = True) -> None:
+        super().__init__(path_type=Path)
+        self.folder = folder
+
+    def convert(self, value, param, ctx) -> Path:
+        from harness.files import check_writable
+
+        path = super().convert(value, param, ctx)
+        return check_writable(path, folder=self.folder, option=param.opts[0] if param else "output")
+
+
 data_option = click.option(
     "--data", "data", required=True, type=click.Path(path_type=Path), help="A dataset folder in BEIR format."
 )
@@ -22,7 +39,7 @@ suite_option = click.option(
     multiple=True,
     help="What to measure (repeatable): heldout[:SPLIT], slice:KEY=VALUE, slice:doc-disjoint, mteb:TASK. Default: heldout.",
 )
-out_option = click.option("--out", "out", type=click.Path(path_type=Path), required=True, help="Output folder.")
+out_option = click.option("--out", "out", type=OutputPath(), required=True, help="Output folder.")
 cache_option = click.option(
     "--cache",
     "cache_dir",
