@@ -13,6 +13,7 @@ import pytest
 from harness.ab import analysis as A
 from harness.ab import decide as D
 from harness.ab import ingest as ing
+from harness.ab import propensities
 from harness.ab import schema
 from harness.ab import simulate as S
 from harness.ab.sequential import confidence_sequence, half_width
@@ -153,7 +154,8 @@ def test_position_propensities_are_estimated_by_intervention_harvesting(tmp_path
         grades[v] = np.stack([g[p] for g, p in zip(base.grades["control"], perms)])
     cat = S.Catalogue(base.query_ids, base.query_texts, base.query_weights, rankings, grades)
     con, exp, _, _ = build(tmp_path, "prop", catalogue=cat, variants=names, n_users=4000, days=4, pre_days=0, seed=9)
-    props = A.estimate_propensities(con, exp, A.Options())
+    _, start, end = A.window(exp, A.Options())
+    props = propensities.estimate(con, exp.experiment_id, start, end, sample=A.Options().propensity_sample)
     assert props["sources"][1:4] == ["harvested"] * 3
     for k in (2, 3, 4):  # the simulator's examination is 1/k
         assert props["values"][k - 1] == pytest.approx(1.0 / k, rel=0.25)

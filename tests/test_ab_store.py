@@ -331,3 +331,95 @@ def test_a_rolled_back_ingest_leaves_the_outcomes_as_before_and_a_stale_table_is
     assert outcomes.source(backend).to_pyarrow().to_pylist()[0]["clicks"] == 2
     outcomes.refresh(store)
     assert outcomes.is_current(store) and stored_outcomes(store)[0][1] == 2
+
+
+def test_rows_quarantined_before_their_experiment_was_registered_load_on_retry(tmp_path):
+    from harness.ab import outcomes
+
+    con = schema.connect(tmp_path / "ab.duckdb")  # the logs arrive before the experiment is registered
+    path = write_jsonl(tmp_path / "early.jsonl", [
+        exposure("x1"), click("c1", "x1"), exposure("x2", user="u2"), "not json", exposure("x3", variant="Z"),
+    ])
+    [first] = ing.ingest(con, [str(path)], progress=False)
+    assert (first.read, first.ingested, first.quarantined) == (5, 1, 4)  # the click waits for its exposure
+    reasons = [r[0] for r in con.execute("SELECT reason FROM quarantine ORDER BY line").fetchall()]
+    assert reasons == ['unknown experiment "e1"'] * 2 + ["invalid JSON", 'unknown experiment "e1"']
+    [again] = ing.ingest(con, [str(path)], progress=False)
+    assert again.skipped and counts(con) == (0, 1, 4)  # without the retry the file stays as it was
+
+    schema.register_experiment(con, schema.parse_experiment(EXP))
+    [retry] = ing.ingest(con, [str(path)], retry_quarantined=True, progress=False)
+    assert (retry.read, retry.ingested, retry.quarantined, retry.retried, retry.exposures) == (5, 3, 2, 4, 2)
+    assert retry.ingested + retry.quarantined == retry.read
+    assert counts(con) == (2, 1, 2)
+    assert con.execute("SELECT rows_read, rows_ingested, rows_quarantined FROM ingested_files").fetchall() == [(5, 3, 2)]
+    still = con.execute("SELECT line, reason FROM quarantine ORDER BY line").fetchall()
+    assert still == [(4, "invalid JSON"), (5, 'unknown variant "Z"')]  # what registration cannot cure stays, with today's reason
+    assert outcomes.is_current(con) and stored_outcomes(con)[0][:2] == ("x1", 1)  # the waiting click now counts
+
+    [twice] = ing.ingest(con, [str(path)], retry_quarantined=True, progress=False)
+    assert (twice.ingested, twice.quarantined, twice.exposures + twice.interactions) == (3, 2, 0)
+    assert counts(con) == (2, 1, 2)
+    con.close()
+
+
+def test_a_retry_reads_the_quarantine_of_the_content_it_is_given_not_of_its_name(tmp_path):
+    """Logs rotated under one name: each content keeps its own quarantined rows."""
+    con = schema.connect(None)
+    path = tmp_path / "events.jsonl"
+    write_jsonl(path, [exposure("x1"), exposure("x2")])
+    ing.ingest(con, [str(path)], progress=False)
+    old_content = path.read_text()
+    write_jsonl(path, [exposure("x3")])
+    ing.ingest(con, [str(path)], progress=False)
+    schema.register_experiment(con, schema.parse_experiment(EXP))
+    with pytest.raises(HarnessError, match=r"events.jsonl: 2 of its rows are quarantined, but the file is no longer there"):
+        ing.quarantined_files(con)
+    [r] = ing.ingest(con, [str(path)], retry_quarantined=True, progress=False)
+    assert (r.read, r.ingested, r.quarantined) == (1, 1, 0)
+    assert [e[0] for e in con.execute("SELECT event_id FROM exposures").fetchall()] == ["x3"]
+    (tmp_path / "old.jsonl").write_text(old_content)  # the first content, found again elsewhere
+    [r] = ing.ingest(con, [str(tmp_path / "old.jsonl")], retry_quarantined=True, progress=False)
+    assert (r.read, r.ingested, r.quarantined) == (2, 2, 0)
+    assert counts(con) == (3, 0, 0)
+    con.close()
+
+
+def test_a_store_of_schema_version_2_is_upgraded_and_its_quarantine_can_be_retried(tmp_path):
+    db = tmp_path / "v2.duckdb"
+    con = schema.connect(db)
+    path = write_jsonl(tmp_path / "a.jsonl", [exposure("x1"), exposure("x2")])
+    ing.ingest(con, [str(path)], progress=False)
+    con.execute("ALTER TABLE quarantine DROP COLUMN sha256")  # the table as version 2 wrote it
+    con.execute("UPDATE meta SET value = '2' WHERE key = 'schema_version'")
+    con.close()
+    con = schema.connect(db)
+    assert con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchall() == [(str(schema.SCHEMA_VERSION),)]
+    schema.register_experiment(con, schema.parse_experiment(EXP))
+    [r] = ing.ingest(con, [str(path)], retry_quarantined=True, progress=False)
+    assert (r.read, r.ingested, r.quarantined) == (2, 2, 0)
+    con.close()
+
+
+def test_a_folder_or_a_table_without_the_columns_its_records_need_is_an_error_before_any_row(store, tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    (tmp_path / "logs").mkdir()
+    with pytest.raises(HarnessError, match=r"logs: is a directory, not a log file; give its files or a glob"):
+        ing.ingest(store, [str(tmp_path / "logs")], progress=False)
+    good = write_jsonl(tmp_path / "good.jsonl", [exposure("x1")])
+    csv_path = tmp_path / "no-docs.csv"
+    csv_path.write_text("type,event_id,experiment_id,variant,user_id,ts\nexposure,x2,e1,A,u2,2025-01-02T10:00:00Z\n")
+    with pytest.raises(HarnessError, match=r"no-docs.csv:1: missing CSV column\(s\) for exposures: doc_ids \(every row"):
+        ing.ingest(store, [str(good), str(csv_path)], progress=False)
+    assert counts(store) == (0, 0, 0)  # checked before the first file was read
+    clicks = tmp_path / "clicks.parquet"
+    pq.write_table(pa.table({"event_id": ["c1"], "exposure_id": ["x1"], "kind": ["click"]}), clicks)
+    with pytest.raises(HarnessError, match=r"clicks.parquet: missing Parquet column\(s\) for interactions: ts, position"):
+        ing.ingest(store, [str(clicks)], progress=False)
+    neither = tmp_path / "neither.csv"
+    neither.write_text("event_id,ts\nx9,2025-01-02T10:00:00Z\n")
+    with pytest.raises(HarnessError, match=r"neither.csv:1: no CSV column of exposures"):
+        ing.ingest(store, [str(neither)], progress=False)
+    assert store.execute("SELECT count(*) FROM ingested_files").fetchall()[0][0] == 0

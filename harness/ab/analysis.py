@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from harness.ab import propensities
 from harness.ab.schema import METRIC_DIRECTION, METRICS, ExperimentConfig
 from harness.errors import HarnessError
 
@@ -49,7 +50,6 @@ METRIC_DEFS: dict[str, tuple[str, str | None]] = {
     "queries_per_user": ("queries", None),
 }
 assert tuple(METRIC_DEFS) == METRICS
-DEFAULT_K = 10
 
 
 @dataclass
@@ -217,75 +217,6 @@ def aggr_cols(metrics: dict) -> Any:
     return cols
 
 
-# --------------------------------------------------------------------------- propensities
-
-
-def estimate_propensities(con, exp: ExperimentConfig, opts: Options, k: int = DEFAULT_K) -> dict[str, Any]:
-    """Relative examination propensity of each position, estimated from the logs by
-    intervention harvesting (Agarwal, Zaitsev, Wang, Li, Najork and Joachims, WSDM 2019,
-    "Estimating Position Bias without Intrusive Interventions"): the same document for
-    the same query shown at position 1 by some exposures and at position k by others
-    (different variants rank it differently) gives p_k / p_1 as the ratio of its click
-    rates; pairs are weighted by the harmonic mean of their impressions. Positions with
-    too little overlap fall back to the ratio of raw click rates (biased by relevance,
-    reported as such). DuckDB only: on other engines pass the propensities."""
-    _, start, end = window(exp, opts)
-    n_exposures = con.execute(
-        "SELECT count(*) FROM exposures WHERE experiment_id = ? AND ts >= ? AND ts < ?",
-        [exp.experiment_id, start, end],
-    ).fetchall()[0][0]
-    modulus = max(1, math.ceil(n_exposures / max(opts.propensity_sample, 1)))
-    rows = con.execute(
-        """
-        WITH e AS (
-            SELECT event_id, query_id, doc_ids FROM exposures
-            WHERE experiment_id = ? AND ts >= ? AND ts < ? AND query_id IS NOT NULL
-              AND hash(event_id) % ? = 0
-        ),
-        imp AS (
-            SELECT event_id, query_id, unnest(doc_ids[1:?]) AS doc_id, generate_subscripts(doc_ids[1:?], 1) AS pos FROM e
-        ),
-        clk AS (
-            SELECT DISTINCT i.exposure_id AS event_id, i.position AS pos FROM interactions i
-            WHERE i.kind = 'click' AND i.exposure_id IN (SELECT event_id FROM e)
-        ),
-        agg AS (
-            SELECT query_id, doc_id, pos, count(*) AS n, count(clk.event_id) AS c
-            FROM imp LEFT JOIN clk USING (event_id, pos) GROUP BY ALL
-        ),
-        harvested AS (
-            SELECT b.pos, sum(a.n * b.n / (a.n + b.n)) AS support,
-                   sum(a.n * b.n / (a.n + b.n) * b.c / b.n) / nullif(sum(a.n * b.n / (a.n + b.n) * a.c / a.n), 0) AS ratio
-            FROM agg a JOIN agg b ON a.query_id = b.query_id AND a.doc_id = b.doc_id AND a.pos = 1 AND b.pos > 1
-            GROUP BY b.pos
-        ),
-        naive AS (
-            SELECT pos, sum(c) / sum(n) AS ctr FROM agg GROUP BY pos
-        )
-        SELECT n.pos, h.ratio, h.support, n.ctr / nullif((SELECT ctr FROM naive WHERE pos = 1), 0)
-        FROM naive n LEFT JOIN harvested h USING (pos) ORDER BY n.pos
-        """,
-        [exp.experiment_id, start, end, modulus, k, k],
-    ).fetchall()
-    values, sources = [], []
-    for pos, ratio, support, naive in rows:
-        if pos == 1:
-            values.append(1.0)
-            sources.append("reference")
-        elif ratio is not None and support is not None and support >= 30 and ratio > 0:
-            values.append(float(min(max(ratio, 1e-3), 1.0)))
-            sources.append("harvested")
-        elif naive is not None and naive > 0:
-            values.append(float(min(max(naive, 1e-3), 1.0)))
-            sources.append("naive")
-        else:
-            values.append(values[-1] if values else 1.0)
-            sources.append("carried")
-    if not values:
-        values, sources = [1.0 / p for p in range(1, k + 1)], ["default"] * k
-    return {"values": values, "sources": sources, "sampled_every": modulus}
-
-
 # --------------------------------------------------------------------------- moments
 
 
@@ -393,14 +324,8 @@ def analyze(backend, exp: ExperimentConfig, opts: Options, *, duckdb_con=None) -
     from harness.ab.sequential import confidence_sequence
 
     names = [m for m in METRICS if m in opts.metrics]
-    if opts.propensities:
-        props = {"values": [float(p) for p in opts.propensities], "sources": ["given"] * len(opts.propensities)}
-        if any(not (0 < p <= 1) for p in props["values"]):
-            raise HarnessError("--propensity values must be in (0, 1]")
-    elif duckdb_con is not None:
-        props = estimate_propensities(duckdb_con, exp, opts)
-    else:
-        props = {"values": [1.0 / p for p in range(1, DEFAULT_K + 1)], "sources": ["default 1/k"] * DEFAULT_K}
+    _, start, end = window(exp, opts)
+    props = propensities.choose(opts.propensities, duckdb_con, exp.experiment_id, start, end, opts.propensity_sample)
 
     # the per-user table: the store's per-user sums where they answer the analysis, else one
     # pass over the per-exposure outcomes (per user, or per (user, variant, day) first when
@@ -436,6 +361,9 @@ def analyze(backend, exp: ExperimentConfig, opts: Options, *, duckdb_con=None) -
         raise HarnessError(f"no users in the control variant {exp.control!r}: nothing to compare with")
     if len(aggregates) < 2:
         raise HarnessError(f"only variant(s) {', '.join(aggregates)} have users: nothing to compare")
+    thin = [f"{v!r} ({aggregates[v].count()})" for v in exp.variants if v in aggregates and aggregates[v].count() < 2]
+    if thin:  # a variance needs two users (tea-tasting would fail on the missing one)
+        raise HarnessError(f"too few users to analyse: variant(s) {', '.join(thin)} have fewer than 2 users with queries in the window")
 
     # sample-ratio mismatch: chi-square over all variants against the traffic split
     counts = [aggregates[v].count() if v in aggregates else 0 for v in exp.variants]
@@ -553,7 +481,6 @@ def analyze(backend, exp: ExperimentConfig, opts: Options, *, duckdb_con=None) -
                 for r, p in zip(rows, holm, strict=True):
                     r["seq_pvalue_holm"] = float(p)
 
-    _, start, end = window(exp, opts)
     return {
         "experiment": exp.to_json(),
         "analysis_window": {"start": start.isoformat(), "end": end.isoformat()},
