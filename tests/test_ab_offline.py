@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+from test_ab_analysis import exit_code
 
 from harness.ab import offline as off
 from harness.errors import HarnessError
@@ -37,16 +38,6 @@ def store(tmp_path_factory):
           "--format", "parquet", "--seed", "3"])
     main(["ab", "ingest", "--db", str(tmp / "ab.duckdb"), "--experiment", str(tmp / "logs" / "experiment.json"), str(tmp / "logs" / "*.parquet")])
     return tmp
-
-
-def exit_code(argv) -> int:
-    from harness.cli import main
-
-    try:
-        main(argv)
-    except SystemExit as exc:
-        return exc.code or 0
-    return 0
 
 
 def test_analyze_reports_whether_offline_predicted_online(store, capsys):
