@@ -18,6 +18,19 @@ export TORCH_INDEX
 export TOKENIZERS_PARALLELISM ?= false
 SHELL := bash
 
+# A wrong TORCH_INDEX must fail in one line before anything is installed, and pip's own
+# answer cannot tell: pip also looks in its configured find-links and extra indexes, and
+# retries a dead host for minutes. So the index is asked directly for its torch page.
+define CHECK_TORCH_INDEX
+import os, sys, urllib.request
+index = os.environ["TORCH_INDEX"].rstrip("/")
+try:
+    urllib.request.urlopen(index + "/torch/", timeout=20).close()
+except Exception as problem:
+    sys.exit(f"error: TORCH_INDEX={index}: not a package index serving torch ({index}/torch/: {problem})")
+endef
+export CHECK_TORCH_INDEX
+
 .PHONY: setup demo test bench clean
 
 setup: $(STAMP)
@@ -32,13 +45,11 @@ $(STAMP): pyproject.toml constraints.txt
 	  if ! "$$@" >>$(LOG) 2>&1; then echo "setup: $$what failed; the last lines of $(LOG):" >&2; tail -n 25 $(LOG) >&2; exit 1; fi; \
 	  times+=("$$name $$((SECONDS - t0)) s"); }; \
 	times=(); started=$$SECONDS; \
+	if [ -n "$$TORCH_INDEX" ]; then $(PYTHON) -c "$$CHECK_TORCH_INDEX" || exit 3; fi; \
 	test -x $(PY) || $(PYTHON) -m venv $(VENV); : > $(LOG); \
 	step pip "upgrade pip" $(PY) -m pip install --upgrade pip; \
 	if [ -n "$$TORCH_INDEX" ]; then \
-	  t0=$$SECONDS; echo "setup: torch==$(TORCH_VERSION) from TORCH_INDEX=$$TORCH_INDEX"; \
-	  if ! $(PY) -m pip install --retries 1 --timeout 20 --index-url "$$TORCH_INDEX" torch==$(TORCH_VERSION) >>$(LOG) 2>&1; then \
-	    echo "error: TORCH_INDEX=$$TORCH_INDEX: torch==$(TORCH_VERSION) could not be installed from that index (is it a PyTorch wheel index? details in $(LOG))" >&2; exit 3; fi; \
-	  times+=("torch $$((SECONDS - t0)) s"); \
+	  step torch "torch==$(TORCH_VERSION) from TORCH_INDEX=$$TORCH_INDEX" $(PY) -m pip install --index-url "$$TORCH_INDEX" torch==$(TORCH_VERSION); \
 	else \
 	  step torch "torch==$(TORCH_VERSION) from pip's default index" $(PY) -m pip install torch==$(TORCH_VERSION); \
 	fi; \
