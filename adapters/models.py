@@ -86,6 +86,23 @@ def load_cross_encoder(name: str) -> Any:
     return _load(CrossEncoder, name, "cross-encoder")
 
 
+def load_trainable_sentence_transformer(name: str, max_seq_length: int | None = None) -> Any:
+    """A copy of its own, never the memoised one retrievers share: training changes it in place."""
+    from sentence_transformers import SentenceTransformer
+
+    model = _load(SentenceTransformer, name, "sentence-transformers model")
+    if max_seq_length:
+        model.max_seq_length = max_seq_length
+    return model
+
+
+def load_trainable_cross_encoder(name: str, **options: Any) -> Any:
+    """A cross-encoder of its own to train (``num_labels``, ``max_length``: CrossEncoder's options)."""
+    from sentence_transformers import CrossEncoder
+
+    return _load(CrossEncoder, name, "cross-encoder", **options)
+
+
 def fingerprint(model: Any) -> str:
     """SHA-256 of a model's weights and configuration, whatever path it was loaded from.
 

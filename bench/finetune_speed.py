@@ -4,7 +4,7 @@ and the peak memory of CachedMultipleNegativesRankingLoss at an effective batch 
 Both throughput arms train the same MiniLM on the same pairs with the same settings
 (MultipleNegativesRankingLoss, batch 32, lr 2e-5, warm-up 10%, NO_DUPLICATES, seed 42,
 one epoch), alternately in this one process (plain, harness, plain, harness, ...) so that
-a shared, noisy CPU hits both alike. The harness arm is ``harness.train.finetune.train_pass``
+a shared, noisy CPU hits both alike. The harness arm is ``harness.train.bi_encoder.train_pass``
 (what ``harness finetune`` runs), with its per-epoch validation and checkpointing. Both
 arms are clocked the same way, inside the epoch (``step_timer``: batching, forward,
 backward, optimiser); the harness's validation and checkpointing after each epoch are
@@ -65,7 +65,7 @@ def plain_arm(model_path: str, pairs, max_len: int, workdir: Path) -> float:
         warmup_steps=0.1, batch_sampler=BatchSamplers.NO_DUPLICATES, seed=42, data_seed=42, report_to="none",
         save_strategy="no", eval_strategy="no", disable_tqdm=True, dataloader_pin_memory=False, logging_steps=10,
     )
-    from harness.train.finetune import step_timer
+    from harness.train.trainer import step_timer
 
     timer = step_timer()  # the same clock as the harness arm: time inside the epoch
     trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=dataset,
@@ -75,23 +75,25 @@ def plain_arm(model_path: str, pairs, max_len: int, workdir: Path) -> float:
 
 
 def harness_arm(model_path: str, pairs, max_len: int, workdir: Path, evaluator) -> tuple[float, float, float]:
-    from harness.train.finetune import FinetuneConfig, _load_bi_encoder, _pair_rows, train_pass
+    from harness.adapters.models import load_trainable_sentence_transformer
+    from harness.train.bi_encoder import FinetuneConfig, pair_rows, train_pass
 
-    model = _load_bi_encoder(model_path, max_len)
+    model = load_trainable_sentence_transformer(model_path, max_len)
     config = FinetuneConfig(passes="in-batch", epochs=1, max_seq_length=max_len)
     started = time.perf_counter()
-    record = train_pass(model, _pair_rows(pairs), config, evaluator, workdir / f"harness-{time.time_ns()}", 1, with_negatives=False)
+    record = train_pass(model, pair_rows(pairs), config, evaluator, workdir / f"harness-{time.time_ns()}", 1, with_negatives=False)
     total = time.perf_counter() - started
     return record["pairs_per_second"], len(pairs) / total, record["evaluation_seconds"]
 
 
 def memory_arm(args: argparse.Namespace) -> dict:
     """Runs in a fresh process: peak RSS of CachedMNRL at batch 256."""
-    from harness.train.finetune import FinetuneConfig, _load_bi_encoder, _pair_rows, train_pass
+    from harness.adapters.models import load_trainable_sentence_transformer
+    from harness.train.bi_encoder import FinetuneConfig, pair_rows, train_pass
 
     data = Path(args.memory_data)
     _, _, pairs = _pairs(data, 256 * args.memory_steps)
-    model = _load_bi_encoder("default", 256)
+    model = load_trainable_sentence_transformer("default", 256)
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 / 1024
     config = FinetuneConfig(passes="in-batch", loss="cmnrl", batch_size=256, mini_batch_size=args.mini_batch, epochs=1)
     with tempfile.TemporaryDirectory() as tmp:
@@ -99,7 +101,7 @@ def memory_arm(args: argparse.Namespace) -> dict:
 
         evaluator = make_retrieval_evaluator({"q": pairs[0].query}, {"q": {"d": 1}}, {"d": pairs[0].positive})
         started = time.perf_counter()
-        record = train_pass(model, _pair_rows(pairs), config, evaluator, Path(tmp), 1, with_negatives=False)
+        record = train_pass(model, pair_rows(pairs), config, evaluator, Path(tmp), 1, with_negatives=False)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 / 1024
     return {"data": data.name, "pairs": len(pairs), "steps": record["steps"], "mini_batch": args.mini_batch,
             "peak_rss_gb": round(peak, 2), "rss_after_model_load_gb": round(before, 2),

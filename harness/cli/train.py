@@ -83,9 +83,9 @@ def mine(data, out, model_name, pairs_file, synthetic, llm_url, llm_model, llm_k
     from harness.errors import HarnessError
     import random
 
-    from harness.train.finetune import _known_positives, _load_bi_encoder
+    from harness.adapters.models import load_trainable_sentence_transformer
     from harness.train.mining import MiningConfig, mine as mine_negatives, write_audit, write_mined
-    from harness.train.pairs import pairs_from_qrels, read_pairs, synthetic_pairs, write_pairs
+    from harness.train.pairs import known_positives, pairs_from_qrels, read_pairs, synthetic_pairs, write_pairs
 
     if audit < 0:
         raise HarnessError("--audit must be zero or positive")
@@ -99,13 +99,13 @@ def mine(data, out, model_name, pairs_file, synthetic, llm_url, llm_model, llm_k
         pairs = pairs_from_qrels(dataset, train_split)
     if max_pairs and len(pairs) > max_pairs:
         pairs = random.Random(seed).sample(pairs, max_pairs)
-    model = _load_bi_encoder(model_name, None)
+    model = load_trainable_sentence_transformer(model_name)
     mining_config = MiningConfig(
         range_min=range_min, range_max=range_max, relative_margin=relative_margin if relative_margin >= 0 else None,
         num_negatives=num_negatives, sampling_strategy=sampling, cross_encoder=cross_encoder,
     )
     result = mine_negatives(pairs, dataset, model, mining_config, cache_dir=cache_dir or default_cache_dir(), audit=audit,
-                            seed=seed, extra_positives=_known_positives(dataset, dataset.available_splits()))
+                            seed=seed, extra_positives=known_positives(dataset, dataset.available_splits()))
     out.mkdir(parents=True, exist_ok=True)
     write_pairs(out / "pairs.jsonl", pairs)
     write_mined(out / "negatives.jsonl", result)
@@ -182,7 +182,8 @@ def finetune(data, out, base, cross_encoder, passes, loss, matryoshka, epochs, p
       harness finetune --data data/demo --cross-encoder --out out/reranker
       harness eval --data data/demo --retriever dense --retriever dense:out/ft --out out/eval
     """
-    from harness.train.finetune import CrossEncoderConfig, FinetuneConfig, finetune as run_finetune, finetune_cross_encoder
+    from harness.train.bi_encoder import FinetuneConfig, finetune as run_finetune
+    from harness.train.cross_encoder import CrossEncoderConfig, finetune_cross_encoder
 
     llm = {"url": llm_url, "model": llm_model, "key_env": llm_key_env} if synthetic == "llm" else None
     if cross_encoder:
@@ -194,7 +195,7 @@ def finetune(data, out, base, cross_encoder, passes, loss, matryoshka, epochs, p
             min_grade=min_grade, max_length=max_seq_length or 256,
         )
         result = finetune_cross_encoder(data, out, base=None if base == "default" else base, negatives_model=negatives_model,
-                                        config=config, cache_dir=cache_dir, resume=resume, pairs_file=pairs_file, log=_echo)
+                                        config=config, cache_dir=cache_dir, resume=resume, pairs_file=pairs_file, llm=llm, log=_echo)
     else:
         config = FinetuneConfig(
             passes=passes, loss=loss, matryoshka_dims=_dims(matryoshka), epochs=epochs, pass2_epochs=pass2_epochs,

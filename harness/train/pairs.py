@@ -159,6 +159,38 @@ def training_data(
     return TrainingData(train_pairs, val_qrels, val_queries, description)
 
 
+def load_training_data(dataset: Dataset, settings: Any, pairs_file: str | Path | None = None,
+                       llm: dict[str, Any] | None = None) -> TrainingData:
+    """The training data a fine-tuning's ``settings`` ask for (``train_split``,
+    ``validation_split``, ``validation_share``, ``seed``, ``min_grade``, ``max_pairs``,
+    ``synthetic``): a pairs file, synthetic pairs (``llm`` names the endpoint), or qrels."""
+    pairs = None
+    if pairs_file is not None:
+        pairs = read_pairs(pairs_file, dataset)
+    elif settings.synthetic:
+        pairs = synthetic_pairs(dataset, settings.synthetic, seed=settings.seed, max_pairs=settings.max_pairs, **(llm or {}))
+    return training_data(
+        dataset,
+        train_split=settings.train_split,
+        validation_split=settings.validation_split,
+        validation_share=settings.validation_share,
+        seed=settings.seed,
+        min_grade=settings.min_grade,
+        pairs=pairs,
+        max_pairs=settings.max_pairs,
+    )
+
+
+def known_positives(dataset: Dataset, splits: list[str]) -> dict[str, set[str]]:
+    """Every query's positives in ``splits`` (the test split aside): never a negative."""
+    known: dict[str, set[str]] = {}
+    for name in splits:
+        if name in dataset.available_splits() and name not in FORBIDDEN_SPLITS:
+            for qid, rels in dataset.split(name).qrels.items():
+                known.setdefault(qid, set()).update(d for d, g in rels.items() if g > 0)
+    return known
+
+
 # ------------------------------------------------------------------ self-supervised
 
 

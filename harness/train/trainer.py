@@ -1,0 +1,132 @@
+"""The sentence-transformers trainers as both fine-tunings set them up: seeds, training
+arguments, callbacks (early stopping, a clock inside the epochs), quiet logging, the log."""
+
+from __future__ import annotations
+
+import inspect
+import time
+from pathlib import Path
+from typing import Any
+
+
+def seed_everything(seed: int) -> None:
+    import random
+
+    import numpy as np
+    import torch
+    from transformers import set_seed
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    set_seed(seed)
+
+
+def step_timer() -> Any:
+    """A trainer callback summing the time inside epochs (batches, forward, backward,
+    optimiser), without the evaluation and checkpointing that follow each epoch."""
+    from transformers import TrainerCallback
+
+    class StepTimer(TrainerCallback):
+        def __init__(self) -> None:
+            self.seconds = 0.0
+            self._start = 0.0
+
+        def on_epoch_begin(self, args, state, control, **kwargs):  # noqa: ANN001
+            self._start = time.perf_counter()
+
+        def on_epoch_end(self, args, state, control, **kwargs):  # noqa: ANN001
+            if self._start:
+                self.seconds += time.perf_counter() - self._start
+                self._start = 0.0
+
+    return StepTimer()
+
+
+def callbacks(epochs: int, patience: int) -> list[Any]:
+    """The step timer first, then early stopping where there is more than one epoch."""
+    from transformers import EarlyStoppingCallback
+
+    chosen: list[Any] = [step_timer()]
+    if epochs > 1 and patience > 0:
+        chosen.append(EarlyStoppingCallback(early_stopping_patience=patience))
+    return chosen
+
+
+def training_arguments(
+    cls: Any,
+    checkpoints: Path,
+    *,
+    epochs: int,
+    batch_size: int,
+    learning_rate: float,
+    warmup_ratio: float,
+    seed: int,
+    save_total_limit: int,
+    rows: int,
+    batch_sampler: Any = None,
+) -> Any:
+    """``cls`` (the sentence-transformers or cross-encoder training arguments) with the
+    harness's schedule: validate and checkpoint every epoch, keep the best by
+    ``val_ndcg@10`` and load it at the end, log the loss ten times an epoch (``rows``
+    training rows), seeded, no reporting."""
+    from harness.progress import enabled
+
+    steps_per_epoch = max(1, -(-rows // batch_size))
+
+    kwargs: dict[str, Any] = dict(
+        output_dir=str(checkpoints),
+        num_train_epochs=epochs,
+        per_device_train_batch_size=batch_size,
+        per_device_eval_batch_size=batch_size,
+        learning_rate=learning_rate,
+        warmup_steps=warmup_ratio,  # a float below 1 is a ratio in transformers 5
+        eval_strategy="epoch",
+        save_strategy="epoch",
+        save_total_limit=save_total_limit,
+        load_best_model_at_end=True,
+        metric_for_best_model="val_ndcg@10",
+        greater_is_better=True,
+        logging_strategy="steps",
+        logging_steps=max(1, steps_per_epoch // 10),
+        logging_first_step=True,
+        seed=seed,
+        data_seed=seed,
+        report_to="none",
+        disable_tqdm=not enabled(),
+        dataloader_num_workers=0,
+        dataloader_pin_memory=False,
+        save_safetensors=True,
+    )
+    if batch_sampler is not None:
+        kwargs["batch_sampler"] = batch_sampler
+    accepted = inspect.signature(cls).parameters
+    return cls(**{k: v for k, v in kwargs.items() if k in accepted})
+
+
+def quiet(trainer: Any) -> Any:
+    """No per-log print lines when progress bars are off; the log goes to training_log.json."""
+    from transformers.trainer_callback import PrinterCallback
+
+    from harness.progress import enabled
+
+    if not enabled():
+        trainer.remove_callback(PrinterCallback)
+    return trainer
+
+
+def log_history(trainer: Any) -> list[dict[str, Any]]:
+    return [dict(entry) for entry in trainer.state.log_history]
+
+
+def model_fingerprint(model: Any) -> str:
+    """The fingerprint of the weights as they are now (training changed them in place)."""
+    from harness.adapters.models import fingerprint
+
+    forget_fingerprint(model)
+    return fingerprint(model)
+
+
+def forget_fingerprint(model: Any) -> None:
+    if hasattr(model, "_harness_fingerprint"):
+        del model._harness_fingerprint
