@@ -5,6 +5,7 @@ from __future__ import annotations
 import glob
 import json
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -108,11 +109,13 @@ def _clear_leftovers(target: Path) -> None:
     """Remove what a killed process left beside ``target``: its staged new version, or (had it
     died mid-swap) the old version it had moved aside, which goes back where the target is gone."""
     for role in (_REPLACED, _STAGED):
-        for leftover in target.parent.glob(f".{glob.escape(target.name)}.{role}-*-*"):
-            pid = leftover.name.rsplit(".", 1)[1].split("-")[1]
-            if pid.isdigit() and _alive(int(pid)):
+        # the staged path itself, or a temporary file of a writer that was writing it
+        pattern = re.compile(rf"\.+{re.escape(target.name)}\.{role}-(\d+)-[0-9a-f]+(\..*)?")
+        for leftover in target.parent.glob(f".*{glob.escape(target.name)}.{role}-*"):
+            match = pattern.fullmatch(leftover.name)
+            if match is None or _alive(int(match.group(1))):
                 continue
-            if role == _REPLACED and not (target.exists() or target.is_symlink()):
+            if role == _REPLACED and match.group(2) is None and not (target.exists() or target.is_symlink()):
                 os.replace(leftover, target)
             else:
                 _remove(leftover)

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from harness.cli.options import OutputPath
 from harness.errors import HarnessError
 
 
@@ -29,9 +30,9 @@ def resolve(paths: tuple[Path, ...]) -> list[Path]:
 
 @click.command("report")
 @click.argument("results", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--html", "html_path", type=click.Path(path_type=Path), help="Write one self-contained HTML file here.")
-@click.option("--markdown", "markdown_path", type=click.Path(path_type=Path), help="Write Markdown (for a pull-request comment) here.")
-@click.option("--json", "json_path", type=click.Path(path_type=Path), help="Write the report document (sections, tables, figure data) as JSON here.")
+@click.option("--html", "html_path", type=OutputPath(folder=False), help="Write one self-contained HTML file here.")
+@click.option("--markdown", "markdown_path", type=OutputPath(folder=False), help="Write Markdown (for a pull-request comment) here.")
+@click.option("--json", "json_path", type=OutputPath(folder=False), help="Write the report document (sections, tables, figure data) as JSON here.")
 @click.option("--title", help="Title of the report (default: from the kinds of results).")
 @click.option("--quiet", "-q", is_flag=True, help="Do not print the report in the terminal.")
 def report(results, html_path, markdown_path, json_path, title, quiet) -> None:
@@ -49,8 +50,7 @@ def report(results, html_path, markdown_path, json_path, title, quiet) -> None:
       harness report out/eval out/compare out/gate models/ft analysis.json decision.json \\
         --html report.html --markdown report.md
     """
-    import json
-
+    from harness.files import staged, write_json
     from harness.reports import json_report
 
     document = json_report.build_report(resolve(results), title=title)
@@ -58,17 +58,19 @@ def report(results, html_path, markdown_path, json_path, title, quiet) -> None:
         from harness.reports.terminal import print_report
 
         print_report(document)
-    if markdown_path is not None:
-        from harness.reports import markdown_eval
+    outputs = [path for path in (markdown_path, json_path, html_path) if path is not None]
+    # all the files appear together, or (an error or Ctrl-C on the way) none of them changes
+    with staged(*outputs) as staging:
+        where = dict(zip(outputs, staging))
+        if markdown_path is not None:
+            from harness.reports import markdown_eval
 
-        markdown_eval.write(document, markdown_path)
-        click.echo(f"wrote {markdown_path}")
-    if json_path is not None:
-        Path(json_path).parent.mkdir(parents=True, exist_ok=True)
-        Path(json_path).write_text(json.dumps(document.to_dict(), indent=1, default=str) + "\n", encoding="utf-8")
-        click.echo(f"wrote {json_path}")
-    if html_path is not None:
-        from harness.reports import html
+            markdown_eval.write(document, where[markdown_path])
+        if json_path is not None:
+            write_json(where[json_path], document.to_dict(), default=str)
+        if html_path is not None:
+            from harness.reports import html
 
-        html.write(document, html_path)
-        click.echo(f"wrote {html_path}")
+            html.write(document, where[html_path])
+    for path in outputs:
+        click.echo(f"wrote {path}")
