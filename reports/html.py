@@ -13,7 +13,7 @@ import datetime as _dt
 import html
 from pathlib import Path
 
-from harness.reports.json_report import Figure, Report, Section, Table
+from harness.reports.document import Cell, Figure, Report, Section, Table
 
 CSS = """
 :root { --fg:#1f2328; --muted:#59636e; --line:#d1d9e0; --bg:#ffffff; --soft:#f6f8fa; --accent:#0b5cad;
@@ -237,8 +237,6 @@ def render(report: Report) -> str:
         ["file", "kind", "schema", "created", "provenance"],
         [],
     )
-    from harness.reports.json_report import Cell
-
     sources.rows = [
         [Cell(str(s["path"]), str(s["path"])), Cell(str(s["kind"]), str(s["kind"])), Cell(str(s["schema_version"]), str(s["schema_version"])),
          Cell(str(s["created_at"] or "-"), str(s["created_at"] or "")), Cell(str(s["provenance"]), str(s["provenance"]))]

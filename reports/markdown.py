@@ -1,146 +1,106 @@
-"""Markdown for gate and compare results, fit to post as a pull-request comment.
+"""The report document as Markdown: the whole report (``harness report --markdown``) and a
+section's pull-request comment (``gate.md``, ``compare.md``: ``Section.comment``).
 
-Renderers compute nothing: every number comes from the result dict.
+Headline sentences and table cells are the document's, so the Markdown carries the same
+numbers as the HTML and the terminal. Figures are listed by title (they live in the HTML
+report). A section with a comment form shows it in the report in place of its full tables:
+what a pull request is shown is what the report shows.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
-ICONS = {"pass": "✅", "fail": "❌", "inconclusive": "⚠️"}
-VERDICTS = {
-    "pass": "**PASS**: every check passed; the candidate may be promoted.",
-    "fail": "**FAIL**: at least one check failed; do not promote.",
-    "inconclusive": "**INCONCLUSIVE**: nothing failed, but the evaluation cannot tell for at least one check.",
-}
+from harness.reports.document import (
+    Block, Bullets, Cell, Code, Collapsed, FinePrint, Heading, Paragraph, Quote, Report, Section, Table,
+)
+from harness.reports.formatting import literal
 
-
-def _num(value: Any, digits: int = 4, signed: bool = False) -> str:
-    if value is None:
-        return "–"
-    if isinstance(value, str):
-        return value
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, int):
-        return str(value)
-    return f"{value:+.{digits}f}" if signed else f"{value:.{digits}f}"
+COLLAPSE_ROWS = 12
+RULES = {"left": "---", "right": "---:", "center": ":-:"}
 
 
-def _cell(text: Any) -> str:
-    return str(text).replace("|", "\\|").replace("\n", " ")
+def render_table(table: Table, collapse_rows: int | None = COLLAPSE_ROWS) -> str:
+    """A table with its bold title and its note; longer than ``collapse_rows`` rows, folded away."""
+    # an unnamed column's header cell is one space, `| |`
+    header = "|" + "|".join(f" {literal(name)} " if name else " " for name in table.columns) + "|"
+    lines = [f"**{literal(table.title)}**", ""] if table.title else []
+    lines += [header, "|" + "|".join(RULES[align] for align in table.align) + "|"]
+    for row in table.rows:
+        texts = [f"**{literal(c.full)}**" if c.tone == "best" else literal(c.full) for c in row]
+        lines.append("| " + " | ".join(texts) + " |")
+    if table.note:
+        lines += ["", f"<sub>{literal(table.note)}</sub>"]
+    body = "\n".join(lines)
+    if collapse_rows is not None and len(table.rows) > collapse_rows:
+        return render_block(Collapsed(f"{literal(table.title)} ({len(table.rows)} rows)", [Paragraph([body])]))
+    return body
 
 
-def gate_markdown(result: dict[str, Any]) -> str:
-    lines = [
-        f"## {ICONS.get(result['status'], '')} Promotion gate: `{result['candidate']}` vs `{result['baseline']}`",
-        "",
-        VERDICTS[result["status"]] + f" (exit {result['exit_code']})",
-    ]
-    if result["status"] == "inconclusive" and not result["policy"].get("inconclusive_blocks", True):
-        lines.append("The policy sets `inconclusive_blocks = false`, so the gate does not hold the candidate.")
-    summary = result["summary"]
-    lines += [
-        "",
-        f"{summary['pass']} passed, {summary['fail']} failed, {summary['inconclusive']} inconclusive.",
-        "",
-        "| | check | reason |",
-        "|---|---|---|",
-    ]
-    for check in result["checks"]:
-        lines.append(f"| {ICONS[check['status']]} {check['status']} | {_cell(check['name'])} | {_cell(check['reason'])} |")
-    stats_checks = [c for c in result["checks"] if c["type"] != "budget"]
-    if stats_checks:
-        lines += [
-            "",
-            "<details><summary>Numbers</summary>",
-            "",
-            "| check | n | baseline | candidate | diff | CI | p (adj.) | MDE | W/T/L |",
-            "|---|---:|---:|---:|---:|---|---:|---:|---|",
-        ]
-        for check in stats_checks:
-            n = check["numbers"]
-            lines.append(
-                f"| {_cell(check['name'])} | {n['n']} | {_num(n['baseline_mean'])} | {_num(n['candidate_mean'])} | "
-                f"{_num(n['difference'], signed=True)} | [{_num(n['ci_low'], signed=True)}, {_num(n['ci_high'], signed=True)}] | "
-                f"{_num(n['p_adjusted'] if n.get('p_adjusted') is not None else n['p_value'], 4)} | {_num(n['mde'], 3)} | "
-                f"{n['wins']}/{n['ties']}/{n['losses']} |"
-            )
-        lines += ["", "</details>"]
-    options = result["options"]
-    policy = result["policy"]
-    sample = f", a seeded sample of at most {options['max_queries']} queries per suite" if options.get("max_queries") else ""
-    lines += [
-        "",
-        f"<sub>Superiority: {options['superiority_test']}, {options['correction']} correction; intervals: "
-        f"{options['interval']}; {options['n_resamples']} resamples, seed {options['seed']}{sample}. "
-        f"Policy `{policy.get('path')}` (sha256 {str(policy.get('sha256', ''))[:12]}); dataset "
-        f"`{result.get('dataset', {}).get('name', '?')}` ({str(result.get('dataset', {}).get('hash', ''))[:12]}).</sub>",
-        "",
-    ]
-    return "\n".join(lines)
+def render_block(block: Block) -> str:
+    if isinstance(block, Heading):
+        return "#" * block.level + " " + block.text
+    if isinstance(block, Paragraph):
+        return "\n".join(block.lines)
+    if isinstance(block, Quote):
+        return "\n".join(f"> {line}" for line in block.lines)
+    if isinstance(block, Bullets):
+        return "\n".join(f"- {item}" for item in block.items)
+    if isinstance(block, FinePrint):
+        return f"<sub>{block.text}</sub>"
+    if isinstance(block, Code):
+        return f"```\n{block.text}\n```"
+    if isinstance(block, Collapsed):
+        return f"<details><summary>{block.summary}</summary>\n\n{render_blocks(block.blocks)}\n\n</details>"
+    if isinstance(block, Table):
+        return render_table(block, collapse_rows=None)
+    raise TypeError(f"no Markdown for a {type(block).__name__} block")
 
 
-def compare_markdown(result: dict[str, Any]) -> str:
-    options = result["options"]
-    lines = [f"## Comparison with `{result['baseline']}`", ""]
-    for warning in result.get("warnings", []):
-        lines.append(f"> ⚠️ {warning}")
-    if result.get("warnings"):
-        lines.append("")
-    lines += [
-        "| suite | metric | candidate | n | baseline | candidate | diff | 95% CI | p (adj.) | d_z | MDE | W/T/L |",
-        "|---|---|---|---:|---:|---:|---:|---|---:|---:|---:|---|",
-    ]
-    for c in result["comparisons"]:
-        lines.append(
-            f"| {_cell(c['suite'])} | {c['metric']} | `{_cell(c['candidate'])}` | {c['n']} | {_num(c['baseline_mean'])} | "
-            f"{_num(c['candidate_mean'])} | {_num(c['difference'], signed=True)} | "
-            f"[{_num(c['ci_low'], signed=True)}, {_num(c['ci_high'], signed=True)}] | {_num(c['p_adjusted'])}"
-            f"{' *' if c['significant'] else ''} | {_num(c['effect_size'], 2)} | {_num(c['mde'], 3)} | "
-            f"{c['wins']}/{c['ties']}/{c['losses']} |"
-        )
-    lines += [
-        "",
-        f"<sub>{options['test']}; {options['correction']} correction across all {len(result['comparisons'])} comparisons; "
-        f"* significant at {options['alpha']}. Intervals: {options['interval']}.</sub>",
-        "",
-        "### Decision table: quality vs cost",
-        "",
-    ]
-    for table in result["decision_table"]:
-        lines += [
-            f"**{_cell(table['suite'])}** ({table['metric']}, {table['n']} queries)",
-            "",
-            "| arm | quality | diff [95% CI] | p95 ms | build s | encode s | dim | Pareto |",
-            "|---|---:|---|---:|---:|---:|---:|:-:|",
-        ]
-        for row in table["rows"]:
-            diff = "baseline" if row["difference"] is None else (
-                f"{_num(row['difference'], signed=True)} [{_num(row['ci_low'], signed=True)}, {_num(row['ci_high'], signed=True)}]")
-            lines.append(
-                f"| `{_cell(row['arm'])}` | {_num(row['quality'])} | {diff} | {_num(row['p95_ms'], 1)} | "
-                f"{_num(row['build_seconds'], 1)} | {_num(row['encode_seconds'], 1)} | {_num(row['dimension'])} | "
-                f"{'●' if row['pareto'] else ''} |"
-            )
-        lines.append("")
-    moved = [c for c in result["comparisons"] if c.get("moved", {}).get("gains") or c.get("moved", {}).get("losses")]
-    if moved:
-        lines += ["<details><summary>Queries that moved most</summary>", ""]
-        for c in moved:
-            lines.append(f"**{_cell(c['suite'])}**, {c['metric']}, `{_cell(c['candidate'])}`")
-            lines.append("")
-            for label, key in (("gain", "gains"), ("loss", "losses")):
-                for q in c["moved"].get(key, []):
-                    lines.append(f"- {label} {q['difference']:+.3f} ({q['baseline']:.3f} → {q['candidate']:.3f}) "
-                                 f"`{q['query_id']}` {_cell(q['text'])}")
-            lines.append("")
-        lines += ["</details>", ""]
-    return "\n".join(lines)
+def render_blocks(blocks: list[Block]) -> str:
+    return "\n\n".join(render_block(block) for block in blocks)
 
 
-def write_markdown(text: str, path: str | Path) -> Path:
+def comment(section: Section) -> str:
+    """The section's pull-request comment (``gate.md``, ``compare.md``)."""
+    if not section.comment:
+        raise ValueError(f"the {section.kind} section from {section.source} has no comment form")
+    return render_blocks(section.comment) + "\n"
+
+
+def render_section(section: Section) -> str:
+    badge = f" — **{section.badge}**" if section.badge else ""
+    parts = [f"## {section.title}{badge}", "", f"`{section.kind}` result from `{section.source}`", ""]
+    if section.comment:
+        # the comment's own heading says what this section's heading says
+        body = section.comment[1:] if isinstance(section.comment[0], Heading) else section.comment
+        parts += [render_blocks(body), ""]
+    else:
+        parts += [line for text in section.intro for line in (text, "")]
+        if section.headline:
+            parts += [render_block(Bullets(section.headline)), ""]
+        for table in section.tables:
+            parts += [render_table(table), ""]
+    if section.figures:
+        parts += ["Figures in the HTML report: " + "; ".join(f"*{f.title}*" for f in section.figures) + ".", ""]
+    if section.notes:
+        parts += [render_block(Quote(section.notes)), ""]
+    if section.provenance:
+        parts += [render_block(Collapsed("Provenance", [Paragraph([section.provenance])])), ""]
+    return "\n".join(parts)
+
+
+def render(report: Report) -> str:
+    parts = [f"# {report.title}", "", f"_{len(report.sources)} result file(s); the figures are in the HTML report._", ""]
+    parts += [line for section in report.sections for line in (render_section(section), "")]
+    files = Table("", ["file", "kind", "created"],
+                  [[Cell(f"`{source['path']}`"), Cell(str(source["kind"])), Cell(str(source["created_at"] or "-"))] for source in report.sources],
+                  numeric=[False] * 3)
+    parts.append(render_block(Collapsed("Result files", [files])) + "\n")
+    return "\n".join(parts)
+
+
+def write(text: str, path: str | Path) -> Path:
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(text, encoding="utf-8")

@@ -1,6 +1,6 @@
 """Figures of the report, drawn with matplotlib (Agg, no display) from a figure's data.
 
-Each plot function takes the ``data`` of a :class:`reports.json_report.Figure` (numbers read
+Each plot function takes the ``data`` of a :class:`harness.reports.document.Figure` (numbers read
 from a result) and draws on a matplotlib ``Figure``; :func:`render` returns PNG bytes to be
 inlined in the HTML. Nothing here computes a statistic: intervals, fronts and effects come
 in the data.
@@ -15,13 +15,31 @@ from typing import Any, Callable
 PALETTE = ("#4C72B0", "#DD8452", "#55A868", "#C44E52", "#8172B3", "#937860", "#DA8BC3", "#8C8C8C", "#CCB974", "#64B5CD")
 GOOD, BAD, NEUTRAL, BAND, SEQ = "#2E7D32", "#C62828", "#555555", "#9ecae1", "#3182bd"
 DPI = 110
+LEGEND_SHARE = 0.96  # of the figure's width a legend may take, leaving a margin at each side
+LEGEND_LABEL = 64  # characters of an arm's spec a legend shows (a demo's rerank arm with its model path is 51)
 
 
 def _figure(width: float, height: float):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(width, height), dpi=DPI, layout="constrained")
+    FigureCanvasAgg(fig)  # a renderer to measure legends with (_legend_below)
     return fig
+
+
+def _legend_below(fig, handles: list, labels: list[str], most_columns: int = 5, fontsize: float = 8.5):
+    """A legend under the axes, in as many columns as fit the figure's width. Centred and
+    wider than its figure, a legend loses its first and last entries over the edges: the
+    layout keeps room for its height only."""
+    columns = max(1, min(len(labels), most_columns))
+    renderer = fig.canvas.get_renderer()
+    while True:
+        legend = fig.legend(handles, labels, loc="outside lower center", ncol=columns, fontsize=fontsize, frameon=False)
+        if columns == 1 or legend.get_window_extent(renderer).width <= fig.bbox.width * LEGEND_SHARE:
+            return legend
+        legend.remove()
+        columns -= 1
 
 
 def _style(ax) -> None:
@@ -38,7 +56,7 @@ def _label(text: str, limit: int = 38) -> str:
 
 
 def _metric(metric: str) -> str:
-    from harness.reports.json_report import metric_label
+    from harness.reports.formatting import metric_label
 
     return metric_label(metric)
 
@@ -74,9 +92,9 @@ def metric_intervals(data: dict[str, Any]):
                 y = s_index + (r_index + 1) * step - 0.5
                 if _finite(low, high):
                     ax.errorbar(mean, y, xerr=[[mean - low], [high - mean]], fmt="o", color=colors[spec], ms=5, capsize=3, lw=1.5,
-                                label=_label(spec) if s_index == 0 else None)
+                                label=_label(spec, LEGEND_LABEL) if s_index == 0 else None)
                 else:
-                    ax.plot(mean, y, "o", color=colors[spec], ms=5, label=_label(spec) if s_index == 0 else None)
+                    ax.plot(mean, y, "o", color=colors[spec], ms=5, label=_label(spec, LEGEND_LABEL) if s_index == 0 else None)
                 ax.annotate(f"{mean:.3f}", (high if _finite(high) else mean, y), xytext=(4, 0), textcoords="offset points",
                             va="center", fontsize=7.5, color="#444")
         for boundary in range(1, len(suites)):
@@ -90,7 +108,7 @@ def metric_intervals(data: dict[str, Any]):
         left, right = ax.get_xlim()
         ax.set_xlim(left, right + (right - left) * 0.08)
     handles, labels = axes[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="outside lower center", ncol=min(len(labels), 5), fontsize=8.5, frameon=False)
+    _legend_below(fig, handles, labels)
     return fig
 
 
@@ -108,7 +126,7 @@ def recall_curves(data: dict[str, Any]):
     for ax, suite in zip(axes, names):
         for spec, curve in suites[suite].items():
             ks = sorted(curve, key=lambda k: int(k))
-            ax.plot([int(k) for k in ks], [curve[k] for k in ks], marker="o", ms=3, lw=1.6, color=colors[spec], label=_label(spec))
+            ax.plot([int(k) for k in ks], [curve[k] for k in ks], marker="o", ms=3, lw=1.6, color=colors[spec], label=_label(spec, LEGEND_LABEL))
         ax.set_xscale("log")
         ks = sorted({int(k) for curve in suites[suite].values() for k in curve})
         ax.set_xticks(ks, [str(k) for k in ks])
@@ -119,7 +137,7 @@ def recall_curves(data: dict[str, Any]):
         _style(ax)
     axes[0].set_ylabel("mean Recall@k", fontsize=9)
     handles, labels = axes[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="outside lower center", ncol=min(len(labels), 5), fontsize=8.5, frameon=False)
+    _legend_below(fig, handles, labels)
     return fig
 
 
@@ -138,7 +156,6 @@ def pareto(data: dict[str, Any]):
             ax.errorbar(latency, quality, yerr=[[quality - ci[0]], [ci[1] - quality]], fmt="none", ecolor=colors[spec], alpha=0.6, capsize=3)
         ax.scatter([latency], [quality], s=70 if on_front else 45, color=colors[spec], edgecolor="black" if on_front else "white",
                    linewidth=1.4 if on_front else 0.8, zorder=3, marker="D" if on_front else "o")
-        ax.annotate(_label(spec, 30), (latency, quality), xytext=(6, 5), textcoords="offset points", fontsize=8.5)
     ordered = sorted((points[s][1], points[s][0]) for s in front if s in points)
     if len(ordered) > 1:
         xs, ys = zip(*ordered)
@@ -154,8 +171,14 @@ def pareto(data: dict[str, Any]):
     ax.set_ylabel(f"{_metric(data['metric'])} (higher is better)", fontsize=9)
     left, right = ax.get_xlim()
     ax.set_xlim(left, right * 1.25 if ax.get_xscale() == "log" else right + (right - left) * 0.2)
+    to_axes = ax.transScale + ax.transLimits
+    for spec, (quality, latency) in points.items():
+        # an arm in the right part of the plot is named on its left, so its name stays inside the figure
+        on_left = to_axes.transform((latency, quality))[0] > 0.6
+        ax.annotate(_label(spec, 30), (latency, quality), xytext=(-6 if on_left else 6, 5), textcoords="offset points",
+                    ha="right" if on_left else "left", fontsize=8.5)
     handles, labels = ax.get_legend_handles_labels()
-    fig.legend(handles, [labels[0] + " (diamonds: arms on the front)"] if labels else [], loc="outside lower center", fontsize=8.5, frameon=False)
+    _legend_below(fig, handles, [labels[0] + " (diamonds: arms on the front)"] if labels else [])
     _style(ax)
     return fig
 
@@ -271,7 +294,8 @@ def srm(data: dict[str, Any]):
     p = data.get("pvalue")
     verdict = "MISMATCH" if data.get("mismatch") else "no mismatch"
     ax.set_title(f"chi-square p = {p:.3g}: {verdict} (threshold {data.get('threshold', 0.001)})" if _finite(p) else verdict, fontsize=9.5)
-    fig.legend(loc="outside lower center", ncol=2, fontsize=8, frameon=False)
+    handles, labels = ax.get_legend_handles_labels()
+    _legend_below(fig, handles, labels, most_columns=2, fontsize=8)
     _style(ax)
     ax.grid(False, axis="y")
     return fig
@@ -321,7 +345,7 @@ def ab_cumulative(data: dict[str, Any]):
     for ax in axes[len(metrics):]:
         ax.set_visible(False)
     handles, labels = axes[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="outside lower center", ncol=len(labels), fontsize=8.5, frameon=False)
+    _legend_below(fig, handles, labels, most_columns=len(labels))
     return fig
 
 
@@ -407,10 +431,7 @@ def draw(plot: str, data: dict[str, Any]):
 
 def render(plot: str, data: dict[str, Any]) -> bytes:
     """PNG bytes of a plot (deterministic: no timestamps in the metadata)."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-
     fig = draw(plot, data)
-    FigureCanvasAgg(fig)
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=DPI, metadata={"Software": None}, facecolor="white")
     return buffer.getvalue()

@@ -13,7 +13,9 @@ from rich.console import Console
 
 from harness.cli import main as cli_main
 from harness.evaluate import evaluate
-from harness.reports import html, json_report, markdown_eval, plots
+from harness.reports import formatting, html, plots
+from harness.reports import markdown as markdown_renderer
+from harness.reports.sections import build_report
 from harness.reports.terminal import print_report
 
 SPECS = ["bm25", "bm25(k1=0.9,b=0.4)"]
@@ -208,7 +210,7 @@ def matryoshka_eval(eval_data: dict) -> dict:
 
 def test_eval_html_is_self_contained_with_plots_and_sortable_tables(eval_file: Path, tmp_path: Path) -> None:
     out = tmp_path / "report.html"
-    html.write(json_report.build_report([eval_file]), out)
+    html.write(build_report([eval_file]), out)
     page = out.read_text(encoding="utf-8")
     assert not re.search(r"<script[^>]+src=", page), "no external scripts"
     assert not re.search(r"<link[^>]+href=", page), "no external stylesheets"
@@ -228,20 +230,20 @@ def test_eval_html_is_self_contained_with_plots_and_sortable_tables(eval_file: P
 
 
 def test_headline_numbers_agree_in_html_markdown_and_terminal(eval_file: Path, tmp_path: Path) -> None:
-    report = json_report.build_report([eval_file])
+    report = build_report([eval_file])
     page = html.render(report)
-    markdown = markdown_eval.render(report)
+    markdown = markdown_renderer.render(report)
     terminal = terminal_text(report)
     data = json.loads(eval_file.read_text())
     for suite in data["suites"]:
         for spec in SPECS:
-            value = json_report.fmt(suite["aggregates"][spec]["ndcg@10"])
+            value = formatting.fmt(suite["aggregates"][spec]["ndcg@10"])
             low, high = suite["intervals"][spec]["ndcg@10"]
-            ci = json_report.interval(low, high, 3)
+            ci = formatting.interval(low, high, 3)
             for output in (page, markdown, terminal):
                 assert value in output and ci in output and spec in output
     for retriever in data["retrievers"]:
-        p95 = json_report.ms(retriever["latency"]["p95_ms"]).text
+        p95 = formatting.ms(retriever["latency"]["p95_ms"]).text
         for output in (page, markdown, terminal):
             assert p95 in output
     for line in report.headline():
@@ -277,7 +279,7 @@ def test_every_kind_renders_with_its_figures(eval_file: Path, tmp_path: Path) ->
             "power": {"power": 0.8, "alpha": 0.05, "users_needed": 700}}),
         write_json(tmp_path / "future.json", {"schema_version": 1, "kind": "something-new", "provenance": provenance(), "answer": 42}),
     ]
-    report = json_report.build_report(files)
+    report = build_report(files)
     plotted = {figure.plot for section in report.sections for figure in section.figures}
     assert {"metric_intervals", "recall_curves", "pareto", "dimension", "forest", "difference_histograms", "srm",
             "ab_cumulative", "ab_daily", "training_curves"} <= plotted
@@ -306,13 +308,13 @@ def test_every_kind_renders_with_its_figures(eval_file: Path, tmp_path: Path) ->
     page = html.render(report)
     assert "could not be drawn" not in page
     assert "something-new" in page and "PROMOTE" in page
-    markdown = markdown_eval.render(report)
+    markdown = markdown_renderer.render(report)
     assert "+0.0312" in markdown and "+0.0312" in terminal_text(report) and "+0.0312" in page
 
 
 def test_real_compare_and_gate_results(eval_file: Path, compare_and_gate_files: tuple[Path, Path], tmp_path: Path) -> None:
     compare_file, gate_file = compare_and_gate_files
-    report = json_report.build_report([compare_file, gate_file])
+    report = build_report([compare_file, gate_file])
     compare, gate = report.sections
     assert compare.kind == "compare" and gate.kind == "gate"
     assert gate.badge in ("PASS", "FAIL", "INCONCLUSIVE")
@@ -322,7 +324,7 @@ def test_real_compare_and_gate_results(eval_file: Path, compare_and_gate_files: 
     # the fingerprint line of each figure comes from the eval the compare and gate read
     assert all("bm25s" in f.caption for f in compare.figures + gate.figures)
     gate_data = json.loads(gate_file.read_text())
-    markdown = markdown_eval.render(report)
+    markdown = markdown_renderer.render(report)
     assert gate_data["checks"][0]["reason"] in markdown  # reports.markdown's gate table
     page = html.render(report)
     assert "could not be drawn" not in page
@@ -332,7 +334,7 @@ def test_real_compare_and_gate_results(eval_file: Path, compare_and_gate_files: 
 
 def test_a_malformed_result_gets_a_section_not_a_crash(tmp_path: Path) -> None:
     broken = write_json(tmp_path / "broken.json", {"schema_version": 1, "kind": "eval", "provenance": {}, "suites": "nonsense"})
-    report = json_report.build_report([broken])
+    report = build_report([broken])
     assert report.sections[0].badge == "NOT RENDERED"
     assert "Could not render" in report.sections[0].notes[0]
     html.render(report)

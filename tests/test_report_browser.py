@@ -21,7 +21,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.reports import html, json_report
+from harness.reports import html
+from harness.reports.sections import build_report
 
 from test_report import SPECS, ab_analysis_result, compare_result, write_json
 
@@ -98,7 +99,7 @@ def report_page(tmp_path_factory) -> Path:
         write_json(root / "compare.json", compare_result()),
         write_json(root / "analysis.json", ab_analysis_result()),
     ]
-    return html.write(json_report.build_report(files), root / "report.html")
+    return html.write(build_report(files), root / "report.html")
 
 
 def test_report_renders_in_chromium_without_errors(report_page: Path, tmp_path: Path) -> None:

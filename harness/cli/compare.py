@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import click
 
@@ -51,7 +50,8 @@ def compare(results, baseline, candidates, metrics, suites, data, retrievers, sp
     from harness.errors import HarnessError
     from harness.results import read_eval_result
     from harness.stats import compare_results, merge_results
-    from harness.reports.markdown import compare_markdown, write_markdown
+    from harness.reports import markdown, terminal
+    from harness.reports.sections import command_section
 
     if data is not None:
         if results:
@@ -80,67 +80,13 @@ def compare(results, baseline, candidates, metrics, suites, data, retrievers, sp
         n_resamples=resamples, seed=seed, margin=margin, max_queries=max_queries, moved=moved,
     )
     document = {"schema_version": 1, "kind": "compare", "provenance": provenance.collect(seed=seed), "sources": sources, **body}
-    print_compare(document)
+    section = command_section("harness compare", document)
+    terminal.print_console(section)
     if out is not None:
         from harness.files import staged, write_json
 
         with staged(out / "compare.json", out / "compare.md") as (json_file, markdown_file):
             write_json(json_file, document)
-            write_markdown(compare_markdown(document), markdown_file)
+            markdown.write(markdown.comment(section), markdown_file)
         click.echo(f"wrote {out / 'compare.json'} and {out / 'compare.md'}")
 
-
-def _f(value: Any, digits: int = 4, signed: bool = False) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, str):
-        return value
-    return f"{value:+.{digits}f}" if signed else f"{value:.{digits}f}"
-
-
-def print_compare(document: dict[str, Any], console=None) -> None:
-    from rich.table import Table
-
-    from harness.reports.terminal import make_console
-
-    console = console or make_console()
-    options = document["options"]
-    table = Table(
-        title=f"candidates vs {document['baseline']} ({options['correction']} correction across "
-              f"{len(document['comparisons'])} comparisons, * p < {options['alpha']})",
-        title_justify="left",
-    )
-    for name, justify in (("suite", "left"), ("metric", "left"), ("candidate", "left"), ("n", "right"),
-                          ("diff", "right"), (f"{options['confidence']:.0%} CI", "right"), ("p adj.", "right"),
-                          ("d_z", "right"), ("MDE", "right"), ("W/T/L", "right")):
-        table.add_column(name, justify=justify, overflow="fold", max_width=40 if name == "candidate" else None)
-    for c in document["comparisons"]:
-        style = "green" if c["significant"] and c["difference"] > 0 else ("red" if c["significant"] else None)
-        table.add_row(
-            c["suite"], c["metric"], c["candidate"], str(c["n"]), _f(c["difference"], signed=True),
-            f"[{_f(c['ci_low'], signed=True)}, {_f(c['ci_high'], signed=True)}]",
-            _f(c["p_adjusted"]) + (" *" if c["significant"] else ""), _f(c["effect_size"], 2), _f(c["mde"], 3),
-            f"{c['wins']}/{c['ties']}/{c['losses']}", style=style,
-        )
-    console.print(table)
-    for decision in document["decision_table"]:
-        grid = Table(title=f"decision table, {decision['suite']} ({decision['metric']}, {decision['n']} queries)",
-                     title_justify="left")
-        for name in ("arm", "quality", "diff [CI]", "p95 ms", "build s", "encode s", "dim", "Pareto"):
-            grid.add_column(name, justify="left" if name == "arm" else "right", overflow="fold", max_width=40 if name == "arm" else None)
-        for row in decision["rows"]:
-            diff = "baseline" if row["difference"] is None else (
-                f"{_f(row['difference'], signed=True)} [{_f(row['ci_low'], signed=True)}, {_f(row['ci_high'], signed=True)}]")
-            grid.add_row(row["arm"], _f(row["quality"]), diff, _f(row["p95_ms"], 1), _f(row["build_seconds"], 1),
-                         _f(row["encode_seconds"], 1), "-" if row["dimension"] is None else str(row["dimension"]),
-                         "yes" if row["pareto"] else "")
-        console.print(grid)
-    shown = [c for c in document["comparisons"] if c.get("moved")]
-    for c in shown[:6]:
-        rows = [*c["moved"].get("gains", [])[:3], *c["moved"].get("losses", [])[:3]]
-        if rows:
-            console.print(f"moved most, {c['suite']} {c['metric']} {c['candidate']}:", style="bold")
-            for q in rows:
-                console.print(f"  {q['difference']:+.3f}  {q['query_id']}  {q['text']}", markup=False)
-    for warning in document["warnings"]:
-        console.print(f"warning: {warning}", style="yellow", markup=False)

@@ -31,7 +31,8 @@ def eval_command(data, retrievers, suites, out, metrics, split, ignore_identical
         --suite slice:subdomain=identity --suite slice:doc-disjoint --out out/eval
     """
     from harness.evaluate import evaluate
-    from harness.reports.terminal import print_eval
+    from harness.reports import terminal
+    from harness.reports.sections import command_section
 
     result = evaluate(
         data,
@@ -44,5 +45,5 @@ def eval_command(data, retrievers, suites, out, metrics, split, ignore_identical
         ignore_identical_ids=ignore_identical_ids,
         seed=seed,
     )
-    print_eval(result)
+    terminal.print_console(command_section("harness eval", result.to_dict()))
     click.echo(f"wrote {out / 'result.json'}")

@@ -10,8 +10,6 @@ import click
 
 from harness.cli.options import OutputPath
 
-STYLES = {"pass": "green", "fail": "red", "inconclusive": "yellow"}
-
 
 @click.command("gate")
 @click.option("--policy", "policy_path", required=True, type=click.Path(path_type=Path), help="The gate policy (TOML).")
@@ -43,8 +41,8 @@ def gate(policy_path, out, baseline, candidate, data, results, max_queries, seed
     from harness.errors import HarnessError
     from harness.gate import obtain_result, run_gate
     from harness.policy import load_policy
-    from harness.reports.junit import gate_junit
-    from harness.reports.markdown import gate_markdown
+    from harness.reports import junit, markdown, terminal
+    from harness.reports.sections import command_section
 
     overrides = {"baseline": baseline, "candidate": candidate, "data": data, "results": list(results) or None,
                  "max_queries": max_queries,
@@ -58,9 +56,10 @@ def gate(policy_path, out, baseline, candidate, data, results, max_queries, seed
             _write_error(out, policy, str(exc))
         raise
     document = {"schema_version": 1, "kind": "gate", "provenance": provenance.collect(seed=policy.seed), **body}
-    print_gate(document)
+    section = command_section("harness gate", document)
+    terminal.print_console(section)
     if out is not None:
-        _publish(out, document, gate_markdown(document), gate_junit(document))
+        _publish(out, document, markdown.comment(section), junit.render(section))
         click.echo(f"wrote {out / 'gate.json'}, {out / 'gate.md'} and {out / 'junit.xml'}")
     # sys.exit, not ctx.exit: the top-level group runs click in non-standalone mode, where
     # click would swallow ctx.exit's code; SystemExit reaches the shell (and CliRunner) as is
@@ -94,23 +93,3 @@ def _publish(out: Path, document: dict[str, Any], markdown: str, junit: str) -> 
         markdown_file.write_text(markdown, encoding="utf-8")
         junit_file.write_text(junit, encoding="utf-8")
 
-
-def print_gate(document: dict[str, Any], console=None) -> None:
-    from rich.table import Table
-
-    from harness.reports.terminal import make_console
-
-    console = console or make_console()
-    table = Table(title=f"gate: {document['candidate']} vs {document['baseline']}", title_justify="left")
-    table.add_column("status")
-    table.add_column("check", overflow="fold", max_width=50)
-    table.add_column("reason", overflow="fold")
-    for check in document["checks"]:
-        table.add_row(check["status"], check["name"], check["reason"], style=STYLES[check["status"]])
-    console.print(table)
-    counts = document["summary"]
-    console.print(
-        f"{document['status'].upper()} (exit {document['exit_code']}): {counts['pass']} passed, {counts['fail']} failed, "
-        f"{counts['inconclusive']} inconclusive",
-        style=STYLES[document["status"]],
-    )

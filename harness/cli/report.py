@@ -51,9 +51,9 @@ def report(results, html_path, markdown_path, json_path, title, quiet) -> None:
         --html report.html --markdown report.md
     """
     from harness.files import staged, write_json
-    from harness.reports import json_report
+    from harness.reports.sections import build_report
 
-    document = json_report.build_report(resolve(results), title=title)
+    document = build_report(resolve(results), title=title)
     if not quiet:
         from harness.reports.terminal import print_report
 
@@ -63,9 +63,9 @@ def report(results, html_path, markdown_path, json_path, title, quiet) -> None:
     with staged(*outputs) as staging:
         where = dict(zip(outputs, staging))
         if markdown_path is not None:
-            from harness.reports import markdown_eval
+            from harness.reports import markdown
 
-            markdown_eval.write(document, where[markdown_path])
+            markdown.write(markdown.render(document), where[markdown_path])
         if json_path is not None:
             write_json(where[json_path], document.to_dict(), default=str)
         if html_path is not None:
