@@ -54,6 +54,7 @@ def test_a_failed_ingest_leaves_no_store_behind(logs, capsys):
                     str(logs / "events.jsonl"), str(logs / "clicks.csv")], capsys)
     assert err == f"error: {logs / 'clicks.csv'}:1: missing CSV column(s) for interactions: kind (every row would be rejected)"
     error_of(["ab", "ingest", "--db", str(db), str(logs / "missing.jsonl")], capsys)
+    assert "no quarantined rows to retry" in error_of(["ab", "ingest", "--db", str(db), "--retry-quarantined"], capsys)
     assert sorted(p.name for p in logs.iterdir()) == ["clicks.csv", "events.jsonl", "experiment.json", "sub"]
 
 

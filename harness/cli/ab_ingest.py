@@ -36,6 +36,8 @@ def ingest(db, experiments, retry_quarantined, files) -> None:
 
     if not files and not experiments and not retry_quarantined:
         raise HarnessError("nothing to ingest: give log files, --experiment FILE or --retry-quarantined")
+    if not files and not experiments and not db.exists():
+        raise HarnessError(f"{db}: database does not exist: no quarantined rows to retry")
     definitions = [schema.load_experiment_file(path) for path in experiments]  # checked before the store opens
     with schema.writing(db) as con:
         registered = [exp.experiment_id for exp in definitions if schema.register_experiment(con, exp)]
