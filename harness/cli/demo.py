@@ -53,6 +53,8 @@ class DemoState:
 
     def arms(self) -> list[str]:
         arms = ["bm25", BASE, f"hybrid(bm25,{BASE})"]
+        if self.embedded:  # the demo's queries carry their subdomain: the metadata-filter arm, nothing to train
+            arms.append(f"filter(first={BASE},field=subdomain)")
         if self.reranker.exists():
             arms.append(f"rerank({self.reranker},top=10,first={BASE})")
         if self.finetuned.exists():
