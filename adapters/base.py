@@ -10,6 +10,33 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 
+def ranked(hits: Mapping[str, float]) -> list[str]:
+    """Doc ids in the harness's one ranking order: score descending, then doc id descending.
+
+    This is trec_eval's order (``form_res_rels.c`` sorts by score, then by docno with
+    ``strcmp`` reversed; pytrec_eval and so mteb use the same code), so a run file read by
+    trec_eval, the rank column written beside it and the harness's own metrics all see one
+    ranking wherever scores tie. Python compares strings by code point, which for UTF-8
+    text is ``strcmp``'s byte order.
+    """
+    return sorted(hits, key=lambda doc_id: (hits[doc_id], doc_id), reverse=True)
+
+
+def top_k(hits: Mapping[str, float], k: int) -> dict[str, float]:
+    """The first ``k`` hits in the one ranking order, as a dict in that order."""
+    return {doc_id: hits[doc_id] for doc_id in ranked(hits)[:k]}
+
+
+def rank_scores(hits: Mapping[str, float]) -> dict[str, float]:
+    """Scores that cannot tie and give ``ranked``'s order (n for the first hit, down to 1).
+
+    For libraries that rank by score with a tie rule of their own (ranx sorts with numba,
+    not by doc id): what they compute from ranks alone is then computed on this order.
+    """
+    order = ranked(hits)
+    return {doc_id: float(len(order) - position) for position, doc_id in enumerate(order)}
+
+
 class Text(Protocol):
     """What a retriever indexes: anything with an ``id`` and a ``content`` string."""
 
@@ -24,8 +51,9 @@ class Run:
     """A ranked result list per query, with what it cost.
 
     ``scores`` maps query id to doc id to score (higher is better), the shape ranx and
-    trec_eval read. ``latency_ms`` is the wall time of answering a query on its own, as a
-    live service would, for every query or (dense retrievers) a seeded sample of them.
+    trec_eval read; tied scores rank by ``ranked`` (doc id descending, as in trec_eval).
+    ``latency_ms`` is the wall time of answering a query on its own, as a live service
+    would, for every query or (dense retrievers) a seeded sample of them.
     """
 
     spec: str
@@ -33,8 +61,7 @@ class Run:
     latency_ms: dict[str, float] = field(default_factory=dict)
 
     def ranking(self, query_id: str) -> list[str]:
-        hits = self.scores.get(query_id, {})
-        return sorted(hits, key=lambda doc_id: (-hits[doc_id], doc_id))
+        return ranked(self.scores.get(query_id, {}))
 
     def latency_summary(self) -> dict[str, float]:
         values = sorted(self.latency_ms.values())
@@ -46,12 +73,17 @@ class Run:
         return {"p50_ms": cuts[49], "p95_ms": cuts[94], "mean_ms": statistics.fmean(values)}
 
     def to_trec(self, tag: str | None = None) -> str:
-        """TREC run format: ``qid Q0 docid rank score tag``, readable by ranx and trec_eval."""
+        """TREC run format: ``qid Q0 docid rank score tag``, readable by ranx and trec_eval.
+
+        Scores are written at full precision (``repr``: the shortest text that reads back
+        as the same double), so reading the file creates no tie that was not in the run and
+        trec_eval's order of the file is the rank column's.
+        """
         tag = tag or "harness"
         lines = []
         for query_id in self.scores:
             for rank, doc_id in enumerate(self.ranking(query_id), start=1):
-                lines.append(f"{query_id} Q0 {doc_id} {rank} {self.scores[query_id][doc_id]:.6f} {tag}")
+                lines.append(f"{query_id} Q0 {doc_id} {rank} {float(self.scores[query_id][doc_id])!r} {tag}")
         return "\n".join(lines) + ("\n" if lines else "")
 
 

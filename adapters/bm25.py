@@ -9,6 +9,7 @@ The defaults are the Lucene settings of BEIR's published BM25 figures.
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import shutil
 import uuid
@@ -18,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from harness.adapters.base import Retriever, Text
+from harness.adapters.base import Retriever, Text, top_k
 from harness.adapters.spec import Spec
 from harness.errors import HarnessError
 
@@ -42,6 +43,10 @@ class BM25Retriever(Retriever):
             raise HarnessError(f"bm25: unknown method {method!r} (known: {', '.join(METHODS)})")
         if stopwords not in ("en", "none"):
             raise HarnessError(f"bm25: stopwords must be 'en' or 'none', got {stopwords!r}")
+        if not (math.isfinite(k1) and k1 >= 0):
+            raise HarnessError(f"bm25: k1 must be a number >= 0, got {k1}")
+        if not 0 <= b <= 1:
+            raise HarnessError(f"bm25: b must be between 0 and 1, got {b}")
         self.cache_dir = cache_dir
         self.k1, self.b, self.method = k1, b, method
         self.stopwords = stopwords
@@ -118,10 +123,13 @@ class BM25Retriever(Retriever):
         if not known:
             return {}
         scores = self._bm25.get_scores(known)
-        top = min(k, len(scores))
-        rows = np.argpartition(-scores, top - 1)[:top]
-        rows = rows[np.argsort(-scores[rows], kind="stable")]
-        return {self._doc_ids[row]: float(scores[row]) for row in rows if scores[row] > 0}
+        rows = np.flatnonzero(scores > 0)  # a document sharing no query term is not retrieved
+        if len(rows) > k:
+            # every document scoring at least the k-th best competes for the cut, so tied
+            # documents at the boundary are cut by the one ranking order, not by position
+            kth_best = np.partition(scores[rows], len(rows) - k)[len(rows) - k]
+            rows = rows[scores[rows] >= kth_best]
+        return top_k({self._doc_ids[row]: float(scores[row]) for row in rows}, k)
 
     def describe(self) -> dict[str, Any]:
         import bm25s

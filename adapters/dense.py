@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from harness.adapters.base import Retriever, Text
+from harness.adapters.base import Retriever, Text, top_k
 from harness.adapters.cache import EmbeddingCache
 from harness.adapters.models import display_name, fingerprint, load_sentence_transformer, resolve_model_name
 from harness.adapters.spec import Spec
@@ -218,11 +218,7 @@ class DenseRetriever(Retriever):
         model_fingerprint, max_seq_length, _ = self.identity
         cache = EmbeddingCache(self.cache_dir or Path("."), model_fingerprint, self.query_prompt, max_seq_length)
         vectors, _ = cache.embed(texts, lambda batch: self._encode(batch, self.query_prompt, show_progress=False))
-        similarities, rows = self._index_obj.search(self._shape(vectors), min(k, len(self._doc_ids)))
-        scores = {
-            query_id: {self._doc_ids[row]: float(value) for row, value in zip(found, values) if row >= 0}
-            for query_id, found, values in zip(queries, rows, similarities)
-        }
+        scores = dict(zip(queries, self._top_k(self._shape(vectors), k)))
         sample = random.Random(0).sample(list(queries.items()), min(LATENCY_SAMPLE, len(queries)))
         memo = self._latency_file(sample, k)
         if memo is not None and memo.is_file():
@@ -252,9 +248,33 @@ class DenseRetriever(Retriever):
         return self.cache_dir / "latency" / f"{hashlib.sha256(key.encode()).hexdigest()[:24]}.json"
 
     def _search_one(self, query_id: str, text: str, k: int) -> dict[str, float]:
-        vector = self._shape(self._encode([text], self.query_prompt, show_progress=False))
-        scores, rows = self._index_obj.search(vector, min(k, len(self._doc_ids)))
-        return {self._doc_ids[row]: float(score) for row, score in zip(rows[0], scores[0]) if row >= 0}
+        return self._top_k(self._shape(self._encode([text], self.query_prompt, show_progress=False)), k)[0]
+
+    def _top_k(self, vectors: np.ndarray, k: int) -> list[dict[str, float]]:
+        """Each query's top k, tied scores at the cut decided by the one ranking order.
+
+        FAISS breaks ties at the k-th place arbitrarily, so it is asked for one more hit;
+        a query whose extra hit still ties the k-th is asked again with twice the depth,
+        until the tie is wholly inside what came back (or the corpus is exhausted).
+        """
+        total = len(self._doc_ids)
+        found: list[dict[str, float]] = [{} for _ in range(len(vectors))]
+        pending = np.arange(len(vectors))
+        depth = min(k + 1, total)
+        while len(pending):
+            similarities, rows = self._index_obj.search(vectors[pending], depth)
+            unresolved = []
+            for index, values, hits in zip(pending, similarities, rows):
+                kept = hits >= 0
+                values, hits = values[kept], hits[kept]
+                if depth < total and len(values) > k and values[-1] == values[k - 1]:
+                    unresolved.append(index)
+                    continue
+                found[index] = top_k({self._doc_ids[row]: float(value) for row, value in zip(hits, values)}, k)
+            pending = np.asarray(unresolved, dtype=int)
+            depth = min(2 * depth, total)
+        return found
+
 
     def search(self, queries: Mapping[str, str], k: int = 100):  # type: ignore[override]
         run = super().search(queries, k)

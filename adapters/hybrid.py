@@ -13,12 +13,16 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from harness.adapters.base import Retriever, Run, Text
+from harness.adapters.base import Retriever, Run, Text, rank_scores, top_k
 from harness.adapters.spec import Spec
 from harness.errors import HarnessError
 
 OPTIONS = {"method", "norm", "weights", "depth", "rrf_k"}
 WEIGHTED = {"wsum", "wmnz", "w_bordafuse", "w_condorcet", "mixed"}
+# ranx methods that combine the parts' score values; the others (rrf, isr, bordafuse,
+# condorcet, ...) read only ranks, as do the rank and borda normalisations
+SCORE_BASED = {"sum", "mnz", "max", "min", "med", "anz", "gmnz", "wsum", "wmnz", "mixed"}
+RANK_NORMS = {"rank", "borda"}
 
 
 class HybridRetriever(Retriever):
@@ -102,17 +106,19 @@ class HybridRetriever(Retriever):
         answered = [qid for qid in queries if any(run.scores.get(qid) for run in runs)]
         fused_scores: dict[str, dict[str, float]] = {qid: {} for qid in queries}
         if answered:
+            # ranx ranks tied scores its own way: a fusion of ranks reads the one ranking order instead
+            by_rank = self.method not in SCORE_BASED or self.norm in RANK_NORMS
+            inputs = [{qid: rank_scores(hits) for qid, hits in run.scores.items()} if by_rank else run.scores for run in runs]
             ranx_runs = [
-                RanxRun({qid: (run.scores.get(qid) or {"__none__": 0.0}) for qid in answered}, name=run.spec)
-                for run in runs
+                RanxRun({qid: (scores.get(qid) or {"__none__": 0.0}) for qid in answered}, name=run.spec)
+                for run, scores in zip(runs, inputs)
             ]
             with RANX_LOCK:
                 fused = fuse(ranx_runs, norm=None if self.method == "rrf" else self.norm, method=self.method, params=self._params())
             fused_dict = fused.to_dict()
             for qid in answered:
                 hits = {doc: score for doc, score in fused_dict.get(qid, {}).items() if doc != "__none__"}
-                top = sorted(hits, key=lambda doc: (-hits[doc], doc))[:k]
-                fused_scores[qid] = {doc: float(hits[doc]) for doc in top}
+                fused_scores[qid] = {doc: float(score) for doc, score in top_k(hits, k).items()}
         fusion_ms = (time.perf_counter() - started) * 1000.0 / max(len(queries), 1)
         # latency where every part measured it (dense parts time a sample of the queries)
         timed = [qid for qid in queries if all(qid in run.latency_ms for run in runs)]

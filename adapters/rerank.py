@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from harness.adapters.base import Retriever, Run, Text
+from harness.adapters.base import Retriever, Run, Text, top_k
 from harness.adapters.models import fingerprint, load_cross_encoder
 from harness.adapters.spec import Spec
 from harness.errors import HarnessError
@@ -90,8 +90,7 @@ class RerankRetriever(Retriever):
                 floor = min(reranked.values())
                 for offset, doc_id in enumerate(tail, start=1):
                     reranked[doc_id] = floor - offset
-            order = sorted(reranked, key=lambda doc_id: (-reranked[doc_id], doc_id))[:k]
-            scores[query_id] = {doc_id: reranked[doc_id] for doc_id in order}
+            scores[query_id] = top_k(reranked, k)
             if query_id in first_run.latency_ms:  # dense first stages time a sample of the queries
                 latency[query_id] = first_run.latency_ms[query_id] + (time.perf_counter() - started) * 1000.0
         return Run(spec=self.spec, scores=scores, latency_ms=latency)
@@ -105,6 +104,7 @@ class RerankRetriever(Retriever):
             "kind": "rerank",
             "model": self.model_name,
             "fingerprint": fingerprint(self.model),
+            "device": str(self.model.device),
             "top": self.top,
             "first": self.first.describe(),
         }

@@ -3,6 +3,11 @@
 Names follow ranx (``ndcg@10``, ``recall@100``, ``mrr@10``, ``map@100``,
 ``precision@10``), with ``hit@k`` as the harness's name for ranx's ``hit_rate@k`` and
 ``judged@k``, which ranx does not offer.
+
+Every metric reads each query's hits in the one ranking order of
+``harness.adapters.base.ranked`` (score descending, then doc id descending: trec_eval's),
+so the figures equal trec_eval's on the run files the harness writes
+(``tests/test_trec_eval.py``).
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ from __future__ import annotations
 import re
 import threading
 
+from harness.adapters.base import rank_scores, ranked
 from harness.errors import HarnessError
 
 # ranx's parallel numba kernels must never run from two threads at once: numba's default
@@ -19,16 +25,27 @@ RANX_LOCK = threading.Lock()
 
 DEFAULT_METRICS = ("ndcg@10", "recall@10", "recall@100", "mrr@10", "map@100", "precision@10", "hit@10", "judged@10")
 _RANX_NAMES = {"hit": "hit_rate"}
-_KNOWN = {"ndcg", "ndcg_burges", "recall", "mrr", "map", "precision", "hit", "judged", "r-precision", "f1", "bpref"}
+_KNOWN = {"ndcg", "ndcg_burges", "recall", "mrr", "map", "precision", "hit", "judged", "r-precision", "f1"}
+# ranx metrics the harness refuses, and why
+_REFUSED = {
+    "bpref": "ranx's bpref is NaN for a query without a judged non-relevant document (most BEIR qrels), "
+    "where trec_eval's is defined",
+}
+# floating-point slack of the range check: nDCG of an ideal ranking is a ratio of two sums
+RANGE_SLACK = 1e-9
 _PATTERN = re.compile(r"^(?P<name>[a-z_\-]+)(@(?P<k>\d+))?$")
 
 
 def validate_metric(name: str) -> str:
     match = _PATTERN.match(name.strip().lower())
+    if match and match.group("name") in _REFUSED:
+        raise HarnessError(f"metric {name!r} is not offered: {_REFUSED[match.group('name')]}")
     if not match or match.group("name") not in _KNOWN:
         raise HarnessError(f"unknown metric {name!r} (known: {', '.join(sorted(_KNOWN))}, with @k where it applies)")
     if match.group("name") == "judged" and not match.group("k"):
         raise HarnessError("judged needs a cut-off, e.g. judged@10")
+    if match.group("k") is not None and int(match.group("k")) < 1:
+        raise HarnessError(f"metric {name!r}: the cut-off k of @k must be at least 1, e.g. {match.group('name')}@10")
     return name.strip().lower()
 
 
@@ -56,8 +73,10 @@ def per_query(
         renamed = [_to_ranx(m) for m in ranx_metrics]
         with RANX_LOCK:
             ranx_qrels = Qrels({qid: dict(rels) for qid, rels in qrels.items()})
-            # ranx refuses empty result lists: give unanswered queries a placeholder that is never relevant
-            ranx_run = Run({qid: (run.get(qid) or {"\0no-result": 0.0}) for qid in qrels})
+            # ranx orders tied scores its own way: it gets scores that give the one order and cannot
+            # tie (every metric here depends on the order only); ranx refuses empty result lists, so an
+            # unanswered query gets a placeholder that is never relevant
+            ranx_run = Run({qid: (rank_scores(run[qid]) if run.get(qid) else {"\0no-result": 0.0}) for qid in qrels})
             evaluate(ranx_qrels, ranx_run, renamed, make_comparable=True)
         for metric, ranx_name in zip(ranx_metrics, renamed):
             scores = ranx_run.scores[ranx_name]
@@ -65,7 +84,16 @@ def per_query(
     for metric in metrics:
         if metric.startswith("judged@"):
             results[metric] = judged_at_k(qrels, run, int(metric.split("@")[1]))
+    for metric, scores in results.items():
+        _check_range(metric, scores)
     return {metric: results[metric] for metric in metrics}
+
+
+def _check_range(metric: str, scores: dict[str, float]) -> None:
+    """Every metric here is a share or a ratio in [0, 1]: a value outside is a bug, never a figure."""
+    for qid, value in scores.items():
+        if not (-RANGE_SLACK <= value <= 1 + RANGE_SLACK):
+            raise HarnessError(f"{metric} of query {qid!r} is {value!r}, outside its range [0, 1]: an internal error, please report it")
 
 
 RECALL_CURVE_CUTOFFS = (1, 3, 5, 10, 20, 50, 100)
@@ -106,8 +134,7 @@ def judged_at_k(qrels: dict[str, dict[str, int]], run: dict[str, dict[str, float
     """
     scores = {}
     for qid, rels in qrels.items():
-        hits = run.get(qid, {})
-        top = sorted(hits, key=lambda doc: (-hits[doc], doc))[:k]
+        top = ranked(run.get(qid, {}))[:k]
         scores[qid] = sum(doc in rels for doc in top) / k
     return scores
 

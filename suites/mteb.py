@@ -637,16 +637,6 @@ def _write_qrels(task: Any, path: Path) -> None:
     tmp.replace(path)
 
 
-def trec_eval_order(run: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
-    """Each query's hits in trec_eval's order: score descending, ties by doc id descending.
-
-    mteb scores with pytrec_eval, which breaks ties that way; ranx keeps the insertion order
-    of tied hits. Handing ranx the hits in trec_eval's order makes the harness's per-query
-    figures equal mteb's even where scores tie (duplicate documents, degenerate models).
-    """
-    return {qid: dict(sorted(hits.items(), key=lambda item: (item[1], item[0]), reverse=True)) for qid, hits in run.items()}
-
-
 def _per_query(
     predictions_file: Path, qrels_path: Path, ignore_identical_ids: bool, metrics: list[str], metric_lib: Any
 ) -> dict[str, dict[str, float]]:
@@ -662,7 +652,7 @@ def _per_query(
         run = predictions.get(subset, {}).get(split, {})
         if ignore_identical_ids:
             run = {qid: {d: s for d, s in hits.items() if d != qid} for qid, hits in run.items()}
-        scores = metric_lib.per_query(qrels, trec_eval_order(run), metrics)
+        scores = metric_lib.per_query(qrels, run, metrics)  # in trec_eval's order, as mteb's pytrec_eval
         for metric, values in scores.items():
             combined[metric].update({(f"{split}/{subset}/{q}" if several else q): v for q, v in values.items()})
     return combined

@@ -102,8 +102,62 @@ def test_missing_folder_and_files(tmp_path: Path) -> None:
         load_dataset(tmp_path / "empty")
 
 
-def test_invalid_utf8_is_reported(tiny_dataset: Path) -> None:
+def test_invalid_utf8_is_reported_with_its_line(tiny_dataset: Path) -> None:
     with open(tiny_dataset / "corpus.jsonl", "ab") as handle:
         handle.write(b'{"_id": "x", "text": "\xff\xfe"}\n')
-    with pytest.raises(HarnessError, match=r"corpus\.jsonl: not valid UTF-8"):
+    with pytest.raises(HarnessError, match=r"corpus\.jsonl:10: not valid UTF-8 at byte 23 of the line"):
         load_dataset(tiny_dataset)
+    with open(tiny_dataset / "corpus.jsonl", "rb") as plain, gzip.open(tiny_dataset / "corpus.jsonl.gz", "wb") as packed:
+        shutil.copyfileobj(plain, packed)
+    (tiny_dataset / "corpus.jsonl").unlink()
+    with pytest.raises(HarnessError, match=r"corpus\.jsonl\.gz:10: not valid UTF-8"):
+        load_dataset(tiny_dataset)
+
+
+def test_negative_grade_and_empty_query_text_are_errors_with_their_line(tiny_dataset: Path) -> None:
+    _replace_line(tiny_dataset / "qrels" / "test.tsv", 2, "q3\td2\t-1")
+    with pytest.raises(HarnessError, match=r"test\.tsv:2: score -1 is negative"):
+        load_dataset(tiny_dataset).split("test")
+    _replace_line(tiny_dataset / "queries.jsonl", 4, '{"_id": "q4", "text": "  "}')
+    with pytest.raises(HarnessError, match=r"queries\.jsonl:4: query 'q4' has an empty text"):
+        load_dataset(tiny_dataset)
+
+
+def _judge_missing_documents(root: Path) -> None:
+    with open(root / "qrels" / "test.tsv", "a") as handle:
+        handle.write("q3\tgone-1\t1\nq4\tgone-2\t2\n")
+
+
+def test_judgements_for_missing_documents_are_an_error_naming_the_option(tiny_dataset: Path) -> None:
+    _judge_missing_documents(tiny_dataset)
+    with pytest.raises(HarnessError, match=r"test\.tsv:7: unknown document id 'gone-1' .*pass --unknown-docs keep"):
+        load_dataset(tiny_dataset).split("test")
+    with pytest.raises(HarnessError, match="unknown_docs must be one of error, keep"):
+        load_dataset(tiny_dataset, unknown_docs="drop")
+
+
+def test_kept_judgements_for_missing_documents_stay_in_the_qrels_and_are_counted(tiny_dataset: Path) -> None:
+    _judge_missing_documents(tiny_dataset)
+    dataset = load_dataset(tiny_dataset, unknown_docs="keep")
+    test = dataset.split("test")
+    assert test.qrels["q3"] == {"d2": 1, "gone-1": 1} and test.qrels["q4"] == {"d4": 1, "gone-2": 2}
+    assert test.unretrievable_judgements == 2 and dataset.split("train").unretrievable_judgements == 0
+    provenance = dataset.provenance(["test", "train"])
+    assert provenance["unretrievable_judgements"] == {"test": 2, "train": 0}
+    assert provenance["splits"]["test"]["judgements"] == 7
+    assert "unretrievable_judgements" not in load_dataset(tiny_dataset, unknown_docs="keep").provenance(["train"])
+
+
+def test_repeated_and_empty_document_texts_are_kept_and_counted(tiny_dataset: Path) -> None:
+    corpus = tiny_dataset / "corpus.jsonl"
+    clean = load_dataset(tiny_dataset).provenance(["test"])
+    assert "duplicate_texts" not in clean and "empty_documents" not in clean
+    with open(corpus, "a") as handle:
+        handle.write('{"_id": "copy-1", "title": "Password reset", "text": "Reset a forgotten password from the identity portal."}\n')
+        handle.write('{"_id": "copy-2", "title": "Password reset", "text": "Reset a forgotten password from the identity portal."}\n')
+        handle.write('{"_id": "blank-1", "text": ""}\n{"_id": "blank-2", "title": "", "text": " "}\n')
+    dataset = load_dataset(tiny_dataset)
+    assert len(dataset.corpus) == 13  # nothing dropped
+    provenance = dataset.provenance(["test"])
+    # the two copies repeat d6; the second blank repeats the first only after stripping, so it is not a repeat
+    assert provenance["duplicate_texts"] == 2 and provenance["empty_documents"] == 2

@@ -103,22 +103,21 @@ def test_harness_and_mteb_agree_to_1e4_on_a_local_task(tmp_path: Path) -> None:
 
 
 def test_tied_scores_are_broken_as_trec_eval_and_mteb_break_them() -> None:
-    """A definitional difference made explicit: ranx ranks tied hits in insertion order (so the
-    harness's own runs rank them in the retriever's order); mteb's pytrec_eval ranks them by doc id,
-    descending. The suite hands ranx mteb's order, so its per-query figures are mteb's."""
+    """mteb scores with pytrec_eval, which ranks tied hits by doc id descending; the harness's
+    metrics read every run in that one order, whatever order its tied hits come in."""
     from mteb._evaluators.retrieval_metrics import calculate_retrieval_scores
 
     from harness.metrics import per_query
-    from harness.suites.mteb import trec_eval_order
 
     qrels = {"q1": {"d2": 1}, "q2": {"a": 2, "c": 1}}
     run = {"q1": {"d2": 0.9, "d3": 0.9, "d4": 0.9, "d1": 0.95}, "q2": {"a": 0.5, "b": 0.5, "c": 0.5}}
     mteb_scores = calculate_retrieval_scores(run, qrels, [10])[0]
-    ours = per_query(qrels, trec_eval_order(run), ["ndcg@10"])["ndcg@10"]
-    for qid in qrels:
-        assert ours[qid] == pytest.approx(mteb_scores[qid]["ndcg_cut_10"], abs=1e-9)
-    as_inserted = per_query(qrels, run, ["ndcg@10"])["ndcg@10"]
-    assert as_inserted["q1"] > ours["q1"]  # in insertion order d2 comes first among the tied
+    reversed_run = {qid: dict(reversed(hits.items())) for qid, hits in run.items()}
+    for hits in (run, reversed_run):
+        ours = per_query(qrels, hits, ["ndcg@10"])["ndcg@10"]
+        for qid in qrels:
+            assert ours[qid] == pytest.approx(mteb_scores[qid]["ndcg_cut_10"], abs=1e-9)
+    assert ours["q1"] < 1.0  # d2 ties with d3 and d4 and ranks below both, as in trec_eval
 
 
 @requires_minilm

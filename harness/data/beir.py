@@ -3,6 +3,12 @@
 A BEIR folder holds ``corpus.jsonl``, ``queries.jsonl`` (either may be gzipped) and
 ``qrels/<split>.tsv`` with the header ``query-id corpus-id score``. Every problem is
 reported as one line naming the file and line; nothing is dropped silently.
+
+Judgements for documents missing from the corpus are an error unless the dataset is
+loaded with ``unknown_docs="keep"``: then, as in trec_eval, BEIR and MTEB, they stay in
+the qrels (relevant, counted in recall and in nDCG's ideal ranking) and can never be
+retrieved; each split counts them. Documents whose text repeats another's, and documents
+with no text at all, are kept and counted too.
 """
 
 from __future__ import annotations
@@ -13,12 +19,14 @@ import io
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 from harness.errors import HarnessError, located
 
 QRELS_HEADER = ("query-id", "corpus-id", "score")
+UNKNOWN_DOCS = ("error", "keep")
 
 
 @dataclass(frozen=True)
@@ -47,13 +55,15 @@ class Split:
 
     ``qrels`` maps query id to doc id to graded relevance. ``unjudged_query_ids`` are
     queries of the dataset without a judgement in this split: they are excluded from
-    evaluation and reported, never silently lost.
+    evaluation and reported, never silently lost. ``unretrievable_judgements`` counts the
+    judgements kept for documents missing from the corpus (``unknown_docs="keep"``).
     """
 
     name: str
     qrels: dict[str, dict[str, int]]
     hash: str
     unjudged_query_ids: tuple[str, ...]
+    unretrievable_judgements: int = 0
 
     @property
     def query_ids(self) -> list[str]:
@@ -71,7 +81,18 @@ class Dataset:
     corpus: dict[str, Document]
     queries: dict[str, Query]
     hash: str
+    unknown_docs: str = "error"  # judgements for documents missing from the corpus: "error" or "keep"
     _splits: dict[str, Split] = field(default_factory=dict, repr=False)
+
+    @cached_property
+    def duplicate_texts(self) -> int:
+        """Documents whose indexed text (title and body) repeats an earlier document's."""
+        return len(self.corpus) - len({doc.content for doc in self.corpus.values()})
+
+    @cached_property
+    def empty_documents(self) -> int:
+        """Documents with neither title nor text: indexed, never retrievable by their words."""
+        return sum(not doc.content.strip() for doc in self.corpus.values())
 
     def available_splits(self) -> list[str]:
         qrels_dir = self.path / "qrels"
@@ -89,14 +110,16 @@ class Dataset:
         if not path.is_file():
             available = ", ".join(self.available_splits()) or "none"
             raise HarnessError(f"{path}: split {name!r} does not exist (available: {available})")
-        qrels, digest = _read_qrels(path, self.queries, self.corpus)
+        qrels, digest, unretrievable = _read_qrels(path, self.queries, self.corpus, keep_unknown_docs=self.unknown_docs == "keep")
         if not qrels:
             raise located(path, None, f"split {name!r} is empty: it has no judgements")
         unjudged = tuple(qid for qid in self.queries if qid not in qrels)
-        return Split(name=name, qrels=qrels, hash=digest, unjudged_query_ids=unjudged)
+        return Split(name=name, qrels=qrels, hash=digest, unjudged_query_ids=unjudged, unretrievable_judgements=unretrievable)
 
     def provenance(self, split_names: list[str]) -> dict[str, Any]:
-        return {
+        """Counts and hashes; ``unretrievable_judgements`` ({split: count}), ``duplicate_texts``
+        and ``empty_documents`` appear where there are any."""
+        info: dict[str, Any] = {
             "name": self.name,
             "path": str(self.path),
             "hash": self.hash,
@@ -112,9 +135,23 @@ class Dataset:
                 for name in split_names
             },
         }
+        unretrievable = {name: self.split(name).unretrievable_judgements for name in split_names}
+        if any(unretrievable.values()):
+            info["unretrievable_judgements"] = unretrievable
+        for key in ("duplicate_texts", "empty_documents"):
+            if getattr(self, key):
+                info[key] = getattr(self, key)
+        return info
 
 
-def load_dataset(path: str | Path) -> Dataset:
+def load_dataset(path: str | Path, unknown_docs: str = "error") -> Dataset:
+    """Read and check a BEIR folder (qrels splits are read when first asked for).
+
+    ``unknown_docs``: what a judgement for a document missing from the corpus is, ``error``
+    (the default: for one's own data it is a mistake) or ``keep`` (BEIR/MTEB semantics).
+    """
+    if unknown_docs not in UNKNOWN_DOCS:
+        raise HarnessError(f"unknown_docs must be one of {', '.join(UNKNOWN_DOCS)}, got {unknown_docs!r}")
     root = Path(path)
     if not root.is_dir():
         raise HarnessError(f"{root}: dataset folder does not exist")
@@ -139,15 +176,14 @@ def load_dataset(path: str | Path) -> Dataset:
         query_id = _identifier(record, queries_path, lineno)
         if query_id in queries:
             raise located(queries_path, lineno, f"duplicate query id {query_id!r}")
-        queries[query_id] = Query(
-            id=query_id,
-            text=_string(record, "text", queries_path, lineno),
-            metadata=_metadata(record, queries_path, lineno),
-        )
+        text = _string(record, "text", queries_path, lineno)
+        if not text.strip():
+            raise located(queries_path, lineno, f"query {query_id!r} has an empty text")
+        queries[query_id] = Query(id=query_id, text=text, metadata=_metadata(record, queries_path, lineno))
     if not queries:
         raise located(queries_path, None, "no queries")
     return Dataset(
-        name=root.resolve().name, path=root, corpus=corpus, queries=queries, hash=digest.hexdigest()
+        name=root.resolve().name, path=root, corpus=corpus, queries=queries, hash=digest.hexdigest(), unknown_docs=unknown_docs
     )
 
 
@@ -171,9 +207,23 @@ def _read_lines(path: Path, digest: "hashlib._Hash") -> Iterator[tuple[int, str]
                 digest.update(line.encode("utf-8"))
                 yield lineno, line
     except UnicodeDecodeError as exc:
-        raise located(path, None, f"not valid UTF-8 ({exc.reason})") from exc
+        lineno, column = _first_undecodable(path)
+        raise located(path, lineno, f"not valid UTF-8 at byte {column} of the line ({exc.reason})") from exc
     except (OSError, EOFError) as exc:
         raise located(path, None, f"cannot read: {exc}") from exc
+
+
+def _first_undecodable(path: Path) -> tuple[int | None, int | None]:
+    """Line and 1-based byte column of the first bytes that are not UTF-8 (the text
+    reader decodes in blocks, so its error knows no line)."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as handle:
+        for lineno, raw in enumerate(handle, start=1):
+            try:
+                raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                return lineno, exc.start + 1
+    return None, None
 
 
 def _read_jsonl(
@@ -221,10 +271,12 @@ def _metadata(record: dict[str, Any], path: Path, lineno: int) -> dict[str, Any]
 
 
 def _read_qrels(
-    path: Path, queries: dict[str, Query], corpus: dict[str, Document]
-) -> tuple[dict[str, dict[str, int]], str]:
+    path: Path, queries: dict[str, Query], corpus: dict[str, Document], keep_unknown_docs: bool
+) -> tuple[dict[str, dict[str, int]], str, int]:
+    """(qid -> doc id -> grade, content hash, judgements kept for documents not in the corpus)."""
     digest = hashlib.sha256()
     qrels: dict[str, dict[str, int]] = {}
+    unretrievable = 0
     for lineno, line in _read_lines(path, digest):
         if not line.strip():
             continue
@@ -240,12 +292,20 @@ def _read_qrels(
             score = int(raw_score)
         except ValueError:
             raise located(path, lineno, f"score {raw_score!r} is not an integer") from None
+        if score < 0:
+            raise located(path, lineno, f"score {score} is negative (relevance grades are 0 for not relevant, 1 or more for relevant)")
         if query_id not in queries:
             raise located(path, lineno, f"unknown query id {query_id!r}")
         if doc_id not in corpus:
-            raise located(path, lineno, f"unknown document id {doc_id!r}")
+            if not keep_unknown_docs:
+                raise located(
+                    path, lineno,
+                    f"unknown document id {doc_id!r} (to keep judgements for documents missing from the corpus, "
+                    "relevant and never retrievable as in BEIR and MTEB, pass --unknown-docs keep)",
+                )
+            unretrievable += 1
         judged = qrels.setdefault(query_id, {})
         if doc_id in judged:
             raise located(path, lineno, f"duplicate judgement for query {query_id!r} and document {doc_id!r}")
         judged[doc_id] = score
-    return qrels, digest.hexdigest()
+    return qrels, digest.hexdigest(), unretrievable
