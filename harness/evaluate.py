@@ -43,6 +43,7 @@ def evaluate(
     cache_dir: str | Path | None = None,
     split: str = "test",
     ignore_identical_ids: bool = False,
+    unknown_docs: str = "error",
     seed: int = 0,
 ) -> EvalResult:
     if not retrievers:
@@ -62,7 +63,7 @@ def evaluate(
     for spec in retrievers:
         retriever = build_retriever(spec, cache, shared)
         built[retriever.spec] = retriever
-    dataset = data if isinstance(data, Dataset) else load_dataset(data)
+    dataset = data if isinstance(data, Dataset) else load_dataset(data, unknown_docs=unknown_docs)
     for suite in suite_objects:
         for needed in suite.splits():
             dataset.split(needed)  # fail on a missing or empty split before any model is loaded
@@ -108,7 +109,8 @@ def evaluate(
     result = EvalResult(
         provenance=provenance.collect(seed=seed),
         dataset=dataset.provenance(used_splits),
-        options={"metrics": metric_names, "depth": context.depth, "split": split, "ignore_identical_ids": ignore_identical_ids},
+        options={"metrics": metric_names, "depth": context.depth, "split": split, "ignore_identical_ids": ignore_identical_ids,
+                 "unknown_docs": dataset.unknown_docs},
         retrievers=retriever_results,
         suites=suite_results,
         queries={qid: dataset.queries[qid].text for qid in sorted(evaluated) if qid in dataset.queries},

@@ -299,7 +299,7 @@ class MTEBSuite(Suite):
         if ref.kind == "local":
             from harness.data import load_dataset
 
-            dataset = load_dataset(Path(ref.value).expanduser())
+            dataset = load_dataset(Path(ref.value).expanduser(), unknown_docs=context.dataset.unknown_docs)
             split = context.default_split if context.default_split in dataset.available_splits() else "test"
             return local_task(dataset, split, ignore_identical_ids=context.ignore_identical_ids)
         import mteb

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from harness.cli.options import out_option, seed_option
+from harness.cli.options import out_option, seed_option, unknown_docs_option
 
 
 @click.group("datasets")
@@ -55,16 +55,18 @@ def download(name: str, out: Path, url: str | None) -> None:
 
 @datasets.command("validate")
 @click.option("--data", "data", required=True, type=click.Path(path_type=Path), help="A dataset folder in BEIR format.")
-def validate(data: Path) -> None:
+@unknown_docs_option
+def validate(data: Path, unknown_docs: str) -> None:
     """Check a BEIR folder and print its counts and hashes (exit 3 on the first problem).
 
     \b
     Example:
       harness datasets validate --data ../shared/datasets/scifact
+      harness datasets validate --data data/nfcorpus --unknown-docs keep
     """
     import json
 
     from harness.data import load_dataset
 
-    dataset = load_dataset(data)
+    dataset = load_dataset(data, unknown_docs=unknown_docs)
     click.echo(json.dumps(dataset.provenance(dataset.available_splits()), indent=1))

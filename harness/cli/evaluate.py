@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import click
 
-from harness.cli.options import cache_option, data_option, metric_option, out_option, retriever_option, seed_option, suite_option
+from harness.cli.options import (
+    cache_option, data_option, metric_option, out_option, retriever_option, seed_option, suite_option, unknown_docs_option,
+)
 
 
 @click.command("eval")
@@ -19,9 +21,10 @@ from harness.cli.options import cache_option, data_option, metric_option, out_op
     is_flag=True,
     help="Drop hits whose doc id equals the query id (BEIR/MTEB convention for datasets like Quora).",
 )
+@unknown_docs_option
 @cache_option
 @seed_option
-def eval_command(data, retrievers, suites, out, metrics, split, ignore_identical_ids, cache_dir, seed):
+def eval_command(data, retrievers, suites, out, metrics, split, ignore_identical_ids, unknown_docs, cache_dir, seed):
     """Evaluate retrievers on a dataset and write OUT/result.json plus TREC run files.
 
     \b
@@ -43,6 +46,7 @@ def eval_command(data, retrievers, suites, out, metrics, split, ignore_identical
         cache_dir=cache_dir,
         split=split,
         ignore_identical_ids=ignore_identical_ids,
+        unknown_docs=unknown_docs,
         seed=seed,
     )
     terminal.print_console(command_section("harness eval", result.to_dict()))

@@ -51,3 +51,12 @@ seed_option = click.option("--seed", type=int, default=0, show_default=True, hel
 metric_option = click.option(
     "--metric", "metrics", multiple=True, help="Metric (repeatable), e.g. ndcg@10, recall@100, mrr@10, judged@10."
 )
+unknown_docs_option = click.option(
+    "--unknown-docs",
+    "unknown_docs",
+    type=click.Choice(["error", "keep"]),
+    default="error",
+    show_default=True,
+    help="A judgement for a document missing from the corpus: an error, or kept as BEIR and MTEB keep it "
+    "(relevant, never retrievable; counted in the result).",
+)
