@@ -205,7 +205,7 @@ def dimension(data: dict[str, Any]):
     ax.minorticks_off()
     ax.set_xlabel("embedding dimensions kept" + (f" ({next(iter(series))})" if len(series) == 1 else ""), fontsize=9)
     ax.set_ylabel(f"{_metric(data['metric'])} (mean, 95% interval)", fontsize=9)
-    ax.legend(fontsize=8.5, frameon=False, loc="lower right")
+    _legend_below(fig, *ax.get_legend_handles_labels(), most_columns=3)  # inside the axes it would cover a line
     _style(ax)
     return fig
 

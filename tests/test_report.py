@@ -13,7 +13,7 @@ from rich.console import Console
 
 from harness.cli import main as cli_main
 from harness.evaluate import evaluate
-from harness.reports import formatting, html, plots
+from harness.reports import formatting, html, plots, terminal
 from harness.reports import markdown as markdown_renderer
 from harness.reports.sections import build_report
 from harness.reports.terminal import print_report
@@ -205,6 +205,36 @@ def matryoshka_eval(eval_data: dict) -> dict:
     return data
 
 
+DEMO_ARMS = ["bm25", "dense", "hybrid(bm25,dense)", "rerank(demo-out/models/reranker,top=10,first=dense)",
+             "dense:demo-out/models/ft-minilm", "hybrid(bm25,dense:demo-out/models/ft-minilm)"]
+
+
+def demo_arms_eval(eval_data: dict) -> dict:
+    """The bm25 result under the six arm names of ``harness demo`` (long specs with model paths), with
+    distinct means and latencies: the legends and labels of a real demo report."""
+    data = copy.deepcopy(eval_data)
+    base = data["retrievers"][0]
+    data["retrievers"] = [base | {"spec": spec, "latency": base["latency"] | {"p95_ms": 0.5 * 4 ** i}} for i, spec in enumerate(DEMO_ARMS)]
+    for suite in data["suites"]:
+        first = next(iter(suite["aggregates"]))
+        aggregates, intervals, curve = suite["aggregates"][first], suite["intervals"][first], suite["recall_curve"][first]
+        suite["aggregates"] = {spec: {m: v - 0.03 * i for m, v in aggregates.items()} for i, spec in enumerate(DEMO_ARMS)}
+        suite["intervals"] = {spec: {m: [low - 0.03 * i, high - 0.03 * i] for m, (low, high) in intervals.items()} for i, spec in enumerate(DEMO_ARMS)}
+        suite["recall_curve"] = {spec: {k: v * (1 - 0.05 * i) for k, v in curve.items()} for i, spec in enumerate(DEMO_ARMS)}
+        suite["per_query"] = {spec: next(iter(suite["per_query"].values())) for spec in DEMO_ARMS}
+    return data
+
+
+def outside_the_figure(fig) -> list[str]:
+    """The sides of a drawn figure that some legend, label, tick label or annotation crosses."""
+    fig.canvas.draw()
+    drawn = fig.get_tightbbox(fig.canvas.get_renderer())  # inches, every artist that takes part in the layout
+    width, height = fig.get_size_inches()
+    slack = 0.5 / fig.dpi
+    sides = {"left": drawn.x0 < -slack, "bottom": drawn.y0 < -slack, "right": drawn.x1 > width + slack, "top": drawn.y1 > height + slack}
+    return [side for side, crossed in sides.items() if crossed]
+
+
 # ------------------------------------------------------------------------------ tests
 
 
@@ -262,27 +292,34 @@ def test_cli_writes_html_and_markdown(eval_file: Path, tmp_path: Path, capsys) -
     assert json.loads((tmp_path / "r.json").read_text())["sections"][0]["kind"] == "eval"
 
 
-def test_every_kind_renders_with_its_figures(eval_file: Path, tmp_path: Path) -> None:
+def every_kind_results(root: Path, eval_data: dict) -> list[Path]:
+    """A result of every kind the report renders (and one it does not), each figure kind among them."""
     analysis = ab_analysis_result()
-    eval_data = json.loads(eval_file.read_text())
-    files = [
-        write_json(tmp_path / "matryoshka.json", matryoshka_eval(eval_data)),
-        write_json(tmp_path / "compare.json", compare_result()),
-        write_json(tmp_path / "analysis.json", analysis),
-        write_json(tmp_path / "decision.json", ab_decision_result(analysis)),
-        model_folder(tmp_path),
-        tmp_path / "ft" / "training_log.json",
-        write_json(tmp_path / "interleaving.json", {
+    return [
+        write_json(root / "matryoshka.json", matryoshka_eval(eval_data)),
+        write_json(root / "demo-arms.json", demo_arms_eval(eval_data)),
+        write_json(root / "compare.json", compare_result()),
+        write_json(root / "analysis.json", analysis),
+        write_json(root / "decision.json", ab_decision_result(analysis)),
+        model_folder(root),
+        root / "ft" / "training_log.json",
+        write_json(root / "interleaving.json", {
             "schema_version": 1, "kind": "ab-interleaving", "provenance": provenance(), "experiment_id": "il-1", "a": "bm25", "b": "dense",
             "users": 900, "impressions": 4000, "wins_a": 1200, "wins_b": 1400, "ties": 1400, "preference": 0.0513, "se": 0.02,
             "ci_lower": 0.0121, "ci_upper": 0.0905, "pvalue": 0.01, "sign_test_pvalue": 0.012, "winner": "dense",
             "power": {"power": 0.8, "alpha": 0.05, "users_needed": 700}}),
-        write_json(tmp_path / "future.json", {"schema_version": 1, "kind": "something-new", "provenance": provenance(), "answer": 42}),
+        write_json(root / "future.json", {"schema_version": 1, "kind": "something-new", "provenance": provenance(), "answer": 42}),
     ]
-    report = build_report(files)
+
+
+FIGURE_KINDS = {"metric_intervals", "recall_curves", "pareto", "dimension", "forest", "difference_histograms", "srm",
+                "ab_cumulative", "ab_daily", "training_curves"}
+
+
+def test_every_kind_renders_with_its_figures(eval_file: Path, tmp_path: Path) -> None:
+    report = build_report(every_kind_results(tmp_path, json.loads(eval_file.read_text())))
     plotted = {figure.plot for section in report.sections for figure in section.figures}
-    assert {"metric_intervals", "recall_curves", "pareto", "dimension", "forest", "difference_histograms", "srm",
-            "ab_cumulative", "ab_daily", "training_curves"} <= plotted
+    assert FIGURE_KINDS <= plotted
     for section in report.sections:
         for figure in section.figures:
             png = plots.render(figure.plot, figure.data)
@@ -345,3 +382,57 @@ def test_a_file_that_is_not_a_result_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(SystemExit) as exit_info:
         cli_main(["report", str(bad), "--quiet"])
     assert exit_info.value.code == 3
+
+
+def test_every_figure_keeps_its_legends_and_labels_inside(eval_file: Path, tmp_path: Path) -> None:
+    """Legends, axis and tick labels and annotations lie inside their figure, with the demo's long
+    arm names too (a centred legend wider than its figure lost its first entries over the left edge)."""
+    report = build_report(every_kind_results(tmp_path, json.loads(eval_file.read_text())))
+    figures = [figure for section in report.sections for figure in section.figures]
+    assert FIGURE_KINDS <= {figure.plot for figure in figures}
+    crossed = {f"{figure.title} ({figure.plot})": outside_the_figure(plots.draw(figure.plot, figure.data)) for figure in figures}
+    assert {title: sides for title, sides in crossed.items() if sides} == {}
+    demo = next(s for s in report.sections if s.source.endswith("demo-arms.json"))
+    legend = plots.draw("metric_intervals", demo.figures[0].data).legends[0]
+    assert [text.get_text() for text in legend.get_texts()] == DEMO_ARMS  # every arm, none shortened
+
+
+def test_dataset_counts_show_in_the_eval_section_when_present(eval_file: Path, tmp_path: Path) -> None:
+    data = json.loads(eval_file.read_text())
+    plain = build_report([eval_file])
+    assert not any(t.title.startswith("Dataset ") for t in plain.sections[0].tables)
+    data["dataset"] |= {"unretrievable_judgements": {"test": 3, "dev": 0}, "duplicate_texts": 7}
+    report = build_report([write_json(tmp_path / "result.json", data)])
+    table = report.sections[0].tables[0]
+    assert table.title == "Dataset tiny: counted, nothing dropped"
+    assert [[c.text for c in row] for row in table.rows] == [
+        ["judgements of documents not in the corpus, split test", "3"], ["judgements of documents not in the corpus, split dev", "0"],
+        ["documents whose text repeats another document's", "7"]]
+    assert [(t.title, t.rows) for t in report.sections[0].tables[1:]] == [(t.title, t.rows) for t in plain.sections[0].tables]
+    assert "| judgements of documents not in the corpus, split test | 3 |" in markdown_renderer.render(report)
+    assert "split test" in html.render(report) and "split test" in terminal_text(report)
+
+
+def test_commands_write_their_forms_from_the_document(eval_file: Path, compare_and_gate_files: tuple[Path, Path]) -> None:
+    """gate.md, junit.xml and compare.md are the sections' short forms: the files the commands wrote are
+    those forms, and the report's Markdown shows the same comment under the section's own heading."""
+    import xml.etree.ElementTree as ET
+
+    from harness.reports import junit
+    from harness.reports.sections import command_section
+
+    compare_file, gate_file = compare_and_gate_files
+    gate = command_section(str(gate_file), json.loads(gate_file.read_text()))
+    assert markdown_renderer.comment(gate) == (gate_file.parent / "gate.md").read_text()
+    assert junit.render(gate) == (gate_file.parent / "junit.xml").read_text()
+    cases = ET.fromstring(junit.render(gate)).findall("testcase")
+    assert [case.get("name") for case in cases] == [check["name"] for check in json.loads(gate_file.read_text())["checks"]]
+    compare = command_section(str(compare_file), json.loads(compare_file.read_text()))
+    assert markdown_renderer.comment(compare) == (compare_file.parent / "compare.md").read_text()
+    report = markdown_renderer.render(build_report([compare_file, gate_file]))
+    for section in (compare, gate):
+        body = markdown_renderer.comment(section).split("\n", 2)[2].strip()  # below the comment's own heading
+        assert body in report
+    printed = io.StringIO()
+    terminal.print_console(command_section(str(eval_file), json.loads(eval_file.read_text())), Console(file=printed, width=160))
+    assert "heldout:test: 5 queries" in printed.getvalue() and "dataset tiny" in printed.getvalue()

@@ -1,5 +1,7 @@
 """The HTML report in a real headless Chromium: it renders without errors, its figures load,
-its tables sort, and a screenshot is saved in the test's output folder.
+its tables sort, and screenshots are saved: the whole report, and each kind of figure on a
+page of its own (in the test's output folder and, when ``HARNESS_SCREENSHOTS=DIR`` is set,
+in DIR too, for a reviewer to look at the layout).
 
 Chromium comes from Debian's packages (``apt-get install chromium``; ``.ci/run`` installs
 it). Without it the test is skipped with a message that says so.
@@ -13,6 +15,7 @@ A control page with a deliberate error checks that this detection works.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -22,9 +25,10 @@ from pathlib import Path
 import pytest
 
 from harness.reports import html
+from harness.reports.document import Report, Section
 from harness.reports.sections import build_report
 
-from test_report import SPECS, ab_analysis_result, compare_result, write_json
+from test_report import FIGURE_KINDS, SPECS, ab_analysis_result, compare_result, every_kind_results, write_json
 
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "chrome")
 
@@ -117,7 +121,39 @@ def test_report_renders_in_chromium_without_errors(report_page: Path, tmp_path: 
     shot = chromium(["--window-size=1280,2400", f"--screenshot={screenshot}", report_page.as_uri()], tmp_path / "profile-shot")
     assert shot.returncode == 0, shot.stderr[-2000:]
     assert screenshot.is_file() and screenshot.stat().st_size > 20_000
+    keep(screenshot)
     print(f"screenshot: {screenshot}")
+
+
+def keep(screenshot: Path) -> None:
+    """A copy in $HARNESS_SCREENSHOTS, where it is set."""
+    folder = os.environ.get("HARNESS_SCREENSHOTS")
+    if folder:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        shutil.copy(screenshot, Path(folder) / screenshot.name)
+
+
+def test_a_screenshot_of_every_kind_of_figure(report_page: Path, tmp_path: Path) -> None:
+    """Each kind of figure on a page of its own, as the report shows it:
+    look at them for legends and labels cut at the edges (test_report checks the same in
+    matplotlib's own geometry)."""
+    eval_data = json.loads((report_page.parent / "eval" / "result.json").read_text())
+    report = build_report(every_kind_results(tmp_path, eval_data))
+    first_of_kind = {}
+    # the evaluation under the demo's arm names first: its long specs are what a legend must fit
+    for section in sorted(report.sections, key=lambda s: not s.source.endswith("demo-arms.json")):
+        for figure in section.figures:
+            first_of_kind.setdefault(figure.plot, (section, figure))
+    assert set(first_of_kind) >= FIGURE_KINDS
+    for plot, (section, figure) in sorted(first_of_kind.items()):
+        page = html.write(Report(f"Figure kind {plot}", [Section(section.title, section.kind, section.source, key="s0", figures=[figure])], []),
+                          tmp_path / f"{plot}.html")
+        screenshot = tmp_path / f"figure-{plot}.png"
+        shot = chromium(["--window-size=1280,1100", f"--screenshot={screenshot}", page.as_uri()], tmp_path / f"profile-{plot}")
+        assert shot.returncode == 0, shot.stderr[-2000:]
+        assert screenshot.is_file() and screenshot.stat().st_size > 10_000, plot
+        keep(screenshot)
+    print(f"screenshots of every figure kind: {tmp_path}/figure-*.png")
 
 
 def test_tables_sort_in_chromium(report_page: Path, tmp_path: Path) -> None:
