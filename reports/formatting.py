@@ -63,6 +63,11 @@ def signed(value: Any, digits: int = 4) -> str:
     return f"{value:+.{digits}f}"
 
 
+def difference(value: Any, low: Any = None, high: Any = None, tone: str = "") -> Cell:
+    """A signed difference (an effect, a preference), sorted by its value, its interval below it."""
+    return Cell(signed(value), value, detail=interval(low, high, 4, sign=True), tone=tone)
+
+
 def pvalue(value: Any) -> str:
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return "-"

@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from harness.reports.document import Cell, Figure, Section, Table
-from harness.reports.formatting import fmt, interval, num, pvalue, signed, text
+from harness.reports.formatting import difference, fmt, interval, num, pvalue, signed, text
 from harness.reports.sections.captions import AB_LIBRARIES, provenance_line, versions
 
 if TYPE_CHECKING:
@@ -20,6 +20,11 @@ def analysis_key(data: dict[str, Any]) -> tuple:
     """Which analysis a result is: its experiment and when it was made."""
     return ((data.get("experiment") or {}).get("experiment_id"), (data.get("provenance") or {}).get("created_at"))
 
+
+
+def versus(control: Any, treatment: Any, effect: Any, low: Any, high: Any, tone: str = "") -> list[Cell]:
+    """A metric's value under control and under treatment, and the effect with its interval."""
+    return [num(control), num(treatment), difference(effect, low, high, tone=tone)]
 
 
 def caption(analysis: dict[str, Any], prov: dict[str, Any]) -> str:
@@ -100,10 +105,8 @@ def analysis_sections(source: str, data: dict[str, Any], context: Context | None
                     text(e.get("treatment")),
                     text(e.get("metric")),
                     text(role),
-                    num(e.get("control_value")),
-                    num(e.get("treatment_value")),
-                    Cell(signed(e.get("effect_size")), e.get("effect_size"),
-                         detail=interval(e.get("effect_size_ci_lower"), e.get("effect_size_ci_upper"), 4, sign=True), tone=tone),
+                    *versus(e.get("control_value"), e.get("treatment_value"), e.get("effect_size"), e.get("effect_size_ci_lower"),
+                            e.get("effect_size_ci_upper"), tone),
                     Cell(signed(e["rel_effect_size"] * 100, 2) + "%" if e.get("rel_effect_size") is not None else "-", e.get("rel_effect_size")),
                     Cell(pvalue(e.get("pvalue")), e.get("pvalue")),
                     Cell(pvalue(p_holm), p_holm),
@@ -200,9 +203,7 @@ def decision_sections(source: str, data: dict[str, Any], context: Context) -> li
                     text(treatment.get("decision")),
                     text(metric),
                     text(m.get("role")),
-                    num(m.get("control")),
-                    num(m.get("treatment")),
-                    Cell(signed(m.get("effect_size")), m.get("effect_size"), detail=interval(m.get("ci_lower"), m.get("ci_upper"), 4, sign=True), tone=tone),
+                    *versus(m.get("control"), m.get("treatment"), m.get("effect_size"), m.get("ci_lower"), m.get("ci_upper"), tone),
                     Cell(pvalue(m.get("pvalue_holm")), m.get("pvalue_holm")),
                     Cell("better" if m.get("significantly_better") else ("worse" if m.get("significantly_worse") else "-"), None, tone=tone),
                     Cell("yes" if m.get("non_inferior") else "no", int(bool(m.get("non_inferior"))), tone="" if m.get("non_inferior") else "warn"),
@@ -247,7 +248,7 @@ def interleaving_sections(source: str, data: dict[str, Any], context: Context) -
             "Team-draft interleaving",
             ["users", "impressions", f"wins {a}", f"wins {b}", "ties", "preference", "p", "sign-test p", "users needed"],
             [[num(data.get("users")), num(data.get("impressions")), num(data.get("wins_a")), num(data.get("wins_b")), num(data.get("ties")),
-              Cell(signed(data.get("preference")), data.get("preference"), detail=interval(data.get("ci_lower"), data.get("ci_upper"), 4, sign=True)),
+              difference(data.get("preference"), data.get("ci_lower"), data.get("ci_upper")),
               Cell(pvalue(data.get("pvalue")), data.get("pvalue")), Cell(pvalue(data.get("sign_test_pvalue")), data.get("sign_test_pvalue")),
               num(power.get("users_needed"))]],
         )

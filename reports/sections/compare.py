@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from harness.reports.document import Bullets, Cell, Collapsed, Figure, FinePrint, Heading, Paragraph, Quote, Section, Table
-from harness.reports.formatting import fixed, fmt, interval, literal, metric_label, ms, num, pvalue, signed, text
+from harness.reports.formatting import difference, fixed, fmt, interval, literal, metric_label, ms, num, pvalue, signed, text
 from harness.reports.sections.captions import STATS_LIBRARIES, dataset_line, known_models, provenance_line, versions
 from harness.reports.sections.generic import generic_section
 
@@ -116,7 +116,7 @@ def comparison_table(comparisons: list[dict[str, Any]], title: str = "Paired com
                 num(c.get("n")),
                 num(c.get("baseline_mean")),
                 num(c.get("candidate_mean")),
-                Cell(signed(diff), diff, detail=interval(c.get("ci_low"), c.get("ci_high"), 4, sign=True), tone=tone),
+                difference(diff, c.get("ci_low"), c.get("ci_high"), tone=tone),
                 num(c.get("effect_size"), 3),
                 Cell(pvalue(c.get("p_value")), c.get("p_value")),
                 Cell(pvalue(c.get("p_adjusted")), c.get("p_adjusted")),
@@ -188,12 +188,11 @@ def decision_tables(data: dict[str, Any]) -> list[Table]:
     for block in data.get("decision_table") or []:
         rows = []
         for r in block.get("rows") or []:
-            diff = r.get("difference")
             rows.append(
                 [
                     Cell(r.get("arm", "-") + (" (baseline)" if r.get("arm") == data.get("baseline") else ""), r.get("arm")),
                     num(r.get("quality")),
-                    Cell(signed(diff) if diff is not None else "-", diff, detail=interval(r.get("ci_low"), r.get("ci_high"), 4, sign=True)),
+                    difference(r.get("difference"), r.get("ci_low"), r.get("ci_high")),
                     Cell(pvalue(r.get("p_adjusted")), r.get("p_adjusted")),
                     ms(r.get("p50_ms")),
                     ms(r.get("p95_ms")),

@@ -8,7 +8,7 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from harness.reports.document import Cell, Collapsed, Figure, FinePrint, Heading, Paragraph, Section, Table, TestCase, TestSuite
-from harness.reports.formatting import fixed, fmt, interval, num, pvalue, short, signed, text
+from harness.reports.formatting import difference, fixed, fmt, num, pvalue, short, text
 from harness.reports.sections.captions import STATS_LIBRARIES, dataset_line, known_models, provenance_line, versions
 from harness.reports.sections.compare import forest_rows
 from harness.reports.sections.generic import generic_section
@@ -91,7 +91,7 @@ def checks_table(checks: list[dict[str, Any]]) -> Table:
                 text(check.get("type")),
                 text(check.get("suite")),
                 text(check.get("metric")),
-                Cell(signed(n.get("difference")), n.get("difference"), detail=interval(n.get("ci_low"), n.get("ci_high"), 4, sign=True)) if is_stat else Cell(fmt(n.get("value"), 3), n.get("value")),
+                difference(n.get("difference"), n.get("ci_low"), n.get("ci_high")) if is_stat else Cell(fmt(n.get("value"), 3), n.get("value")),
                 Cell(pvalue(n.get("p_adjusted") if n.get("p_adjusted") is not None else n.get("p_value")), n.get("p_adjusted", n.get("p_value"))) if is_stat else Cell("-"),
                 num(n.get("mde")) if is_stat else Cell("-"),
                 Cell(fmt(-n["margin"] if n.get("margin") is not None else n.get("min_lift"), 4) if is_stat else f"limit {fmt(n.get('limit'), 3)}",
