@@ -10,12 +10,13 @@ from harness.cli.ab_analyze import analyze
 from harness.cli.ab_decide import decide
 from harness.cli.ab_ingest import ingest
 from harness.cli.ab_interleave import interleave
+from harness.cli.ab_pairs import pairs
 from harness.cli.ab_simulate import simulate
 
 
 @click.group()
 def ab() -> None:
-    """Online A/B tests: ingest logs, simulate, analyse, decide, interleave.
+    """Online A/B tests: ingest logs, simulate, analyse, decide, interleave, training pairs.
 
     \b
     Example:
@@ -26,5 +27,5 @@ def ab() -> None:
     """
 
 
-for command in (ingest, simulate, analyze, decide, interleave):
+for command in (ingest, simulate, analyze, decide, interleave, pairs):
     ab.add_command(command)
