@@ -182,8 +182,9 @@ def check_scores(suites: Iterable[SuiteResult | dict[str, Any]], source: str | P
             for metric, scores in metrics.items():
                 where = f"suite {name}, retriever {spec}, {metric}"
 
-                def fail(message: str, query: str | None = None, written: bool = True) -> HarnessError:
-                    keys = [name, "per_query", spec, metric] + ([query] if query is not None and written else [])
+                def fail(message: str, query: str | None = None, line_of_query: bool = True) -> HarnessError:
+                    # a missing query has no line of its own: the line of its metric's table then
+                    keys = [name, "per_query", spec, metric] + ([query] if query is not None and line_of_query else [])
                     return located(source, _line_of(text, keys), f"{where}{f', query {query}' if query is not None else ''}: {message}")
 
                 low, high = _score_range(metric, fail)
@@ -192,7 +193,7 @@ def check_scores(suites: Iterable[SuiteResult | dict[str, Any]], source: str | P
                 missing = [q for q in query_ids if q not in scores]
                 if missing:
                     raise fail(f"no score ({len(missing)} of the suite's {len(query_ids)} queries have none); "
-                               "a comparison paired on fewer queries would hide them", missing[0], written=False)
+                               "a comparison paired on fewer queries would hide them", missing[0], line_of_query=False)
                 unknown = [q for q in scores if q not in expected]
                 if unknown:
                     raise fail("a score for a query that is not among the suite's query_ids", unknown[0])
