@@ -36,14 +36,11 @@ from harness.errors import HarnessError, located
 SCHEMA_VERSION = 1
 
 # The values each per-query metric can take. All of them are bounded: nDCG divides a gain
-# by the ideal ranking's; recall, precision, hit, judged, R-precision, F1 and bpref are
-# shares of documents; MRR is a reciprocal rank; MAP a mean of precisions.
+# by the ideal ranking's; recall, precision, hit, judged, R-precision and F1 are shares of
+# documents; MRR is a reciprocal rank; MAP a mean of precisions.
 SCORE_RANGES: dict[str, tuple[float, float]] = {
-    name: (0.0, 1.0)
-    for name in ("ndcg", "ndcg_burges", "recall", "mrr", "map", "precision", "hit", "judged", "r-precision", "f1", "bpref")
+    name: (0.0, 1.0) for name in ("ndcg", "ndcg_burges", "recall", "mrr", "map", "precision", "hit", "judged", "r-precision", "f1")
 }
-# rounding slack of the range check: nDCG of an ideal ranking is a ratio of two equal sums
-SCORE_SLACK = 1e-9
 
 
 @dataclass
@@ -165,6 +162,8 @@ def check_scores(suites: Iterable[SuiteResult | dict[str, Any]], source: str | P
     each problem is an error naming ``source``, the suite, retriever, metric and query
     (and the line, where ``text``, the file's JSON, shows it).
     """
+    from harness.metrics import RANGE_SLACK
+
     for suite in suites:
         name, query_ids, per_query = (
             (suite.name, suite.query_ids, suite.per_query) if isinstance(suite, SuiteResult)
@@ -203,7 +202,7 @@ def check_scores(suites: Iterable[SuiteResult | dict[str, Any]], source: str | P
                         raise fail(f"{json.dumps(value)} is not a number", query)
                     if not math.isfinite(value):
                         raise fail(f"{json.dumps(value)} is not a finite number", query)
-                    if not low - SCORE_SLACK <= value <= high + SCORE_SLACK:
+                    if not low - RANGE_SLACK <= value <= high + RANGE_SLACK:
                         raise fail(f"{value!r} is outside the range of {metric}, [{low:g}, {high:g}]", query)
 
 
