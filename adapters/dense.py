@@ -36,6 +36,7 @@ from harness.adapters.models import display_name, fingerprint, load_sentence_tra
 from harness.adapters.spec import Spec
 from harness.errors import HarnessError
 from harness.files import write_json
+from harness.provenance import selected_device
 
 PROMPT_PRESETS = {
     "e5": ("query: ", "passage: "),
@@ -85,6 +86,7 @@ class DenseRetriever(Retriever):
         self._identity: tuple[str, int, int] | None = None
         self.latency_measured_at: str | None = None
         self.latency_cached = False
+        self.device: str | None = None  # where the model ran, or where the cached latency was measured
 
     @classmethod
     def from_spec(cls, spec: Spec, cache_dir: Path) -> "DenseRetriever":
@@ -120,6 +122,7 @@ class DenseRetriever(Retriever):
                 self._model = copy.deepcopy(self._model)
                 self._model.max_seq_length = self.max_len
                 self._model._harness_fingerprint = None
+            self.device = str(self._model.device)
         return self._model
 
     @property
@@ -225,6 +228,7 @@ class DenseRetriever(Retriever):
             try:
                 stored = json.loads(memo.read_text(encoding="utf-8"))
                 self.latency_measured_at, self.latency_cached = str(stored["measured_at"]), True
+                self.device = self.device or stored.get("device")
                 return scores, {query_id: float(ms) for (query_id, _), ms in zip(sample, stored["latency_ms"], strict=True)}
             except (ValueError, KeyError, TypeError):
                 pass  # a corrupt memo: measure again
@@ -236,15 +240,16 @@ class DenseRetriever(Retriever):
             latency[query_id] = (time.perf_counter() - started) * 1000.0
         self.latency_measured_at, self.latency_cached = datetime.now(timezone.utc).isoformat(timespec="seconds"), False
         if memo is not None:
-            write_json(memo, {"measured_at": self.latency_measured_at, "latency_ms": [latency[q] for q, _ in sample]})
+            write_json(memo, {"measured_at": self.latency_measured_at, "device": self.device,
+                              "latency_ms": [latency[q] for q, _ in sample]})
         return scores, latency
 
     def _latency_file(self, sample: list[tuple[str, str]], k: int) -> Path | None:
-        """The latency of this model, index, corpus size, machine and query sample."""
+        """The latency of this model, index, corpus size, machine, device and query sample."""
         if self.cache_dir is None:
             return None
         key = json.dumps([self.identity, self.query_prompt, self.dim, self.index_kind, k, len(self._doc_ids),
-                          platform.node(), platform.machine(), os.cpu_count(), [text for _, text in sample]])
+                          platform.node(), platform.machine(), os.cpu_count(), selected_device(), [text for _, text in sample]])
         return self.cache_dir / "latency" / f"{hashlib.sha256(key.encode()).hexdigest()[:24]}.json"
 
     def _search_one(self, query_id: str, text: str, k: int) -> dict[str, float]:
@@ -308,6 +313,7 @@ class DenseRetriever(Retriever):
             "encoded_documents": self.encoded_documents,
             "latency_measured_at": self.latency_measured_at,
             "latency_cached": self.latency_cached,
+            "device": self.device,
         }
         if self.approximate_recall is not None:
             info["approximate_recall_vs_exact"] = round(self.approximate_recall, 4)

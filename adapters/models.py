@@ -1,4 +1,8 @@
-"""Loading sentence-transformers models by folder or hub name, and fingerprinting them."""
+"""Loading sentence-transformers models by folder or hub name, and fingerprinting them.
+
+Every model loads on the process's device (``harness.provenance.select_device``,
+``--device``): under ``auto`` sentence-transformers places it (a GPU where there is one).
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import HarnessError
+from harness.provenance import selected_device
 
 DEFAULT_MODEL_NAMES = ("default", "")
 HUB_DEFAULT = "sentence-transformers/all-MiniLM-L6-v2"
@@ -44,7 +49,9 @@ def _quiet_transformers() -> None:
         hf_logging.set_verbosity_error()
 
 
-def _load(factory: Any, name: str, what: str, **kwargs: Any) -> Any:
+def _load(factory: Any, name: str, what: str, device: str, **kwargs: Any) -> Any:
+    """``factory`` (SentenceTransformer, CrossEncoder) of a folder or hub name on ``device``
+    (``auto``: where sentence-transformers places it); any failure is one line."""
     _quiet_transformers()
     resolved = resolve_model_name(name)
     path = Path(resolved).expanduser()
@@ -57,7 +64,7 @@ def _load(factory: Any, name: str, what: str, **kwargs: Any) -> Any:
     elif _looks_local(resolved):
         raise HarnessError(f"{resolved}: {what} folder does not exist")
     try:
-        return factory(resolved, device="cpu" if not _has_cuda() else None, **kwargs)
+        return factory(resolved, device=None if device == "auto" else device, **kwargs)
     except HarnessError:
         raise
     except Exception as exc:
@@ -66,31 +73,35 @@ def _load(factory: Any, name: str, what: str, **kwargs: Any) -> Any:
         raise HarnessError(f"{resolved}: cannot load {what}: {first_line}{hint}") from exc
 
 
-def _has_cuda() -> bool:
-    import torch
+def load_sentence_transformer(name: str) -> Any:
+    """The model retrievers of this name share (one copy a device)."""
+    return _shared_sentence_transformer(name, selected_device())
 
-    return torch.cuda.is_available()
+
+def load_cross_encoder(name: str) -> Any:
+    """The cross-encoder rerankers of this name share (one copy a device)."""
+    return _shared_cross_encoder(name, selected_device())
 
 
 @lru_cache(maxsize=8)
-def load_sentence_transformer(name: str) -> Any:
+def _shared_sentence_transformer(name: str, device: str) -> Any:
     from sentence_transformers import SentenceTransformer
 
-    return _load(SentenceTransformer, name, "sentence-transformers model")
+    return _load(SentenceTransformer, name, "sentence-transformers model", device)
 
 
 @lru_cache(maxsize=4)
-def load_cross_encoder(name: str) -> Any:
+def _shared_cross_encoder(name: str, device: str) -> Any:
     from sentence_transformers import CrossEncoder
 
-    return _load(CrossEncoder, name, "cross-encoder")
+    return _load(CrossEncoder, name, "cross-encoder", device)
 
 
 def load_trainable_sentence_transformer(name: str, max_seq_length: int | None = None) -> Any:
     """A copy of its own, never the memoised one retrievers share: training changes it in place."""
     from sentence_transformers import SentenceTransformer
 
-    model = _load(SentenceTransformer, name, "sentence-transformers model")
+    model = _load(SentenceTransformer, name, "sentence-transformers model", selected_device())
     if max_seq_length:
         model.max_seq_length = max_seq_length
     return model
@@ -100,7 +111,7 @@ def load_trainable_cross_encoder(name: str, **options: Any) -> Any:
     """A cross-encoder of its own to train (``num_labels``, ``max_length``: CrossEncoder's options)."""
     from sentence_transformers import CrossEncoder
 
-    return _load(CrossEncoder, name, "cross-encoder", **options)
+    return _load(CrossEncoder, name, "cross-encoder", selected_device(), **options)
 
 
 def fingerprint(model: Any) -> str:

@@ -1,14 +1,26 @@
-"""What every result file records about how it was made."""
+"""What every result file records about how it was made, and the machine's devices.
+
+The device models load, encode, rerank and train on is chosen once a process:
+``select_device`` (``--device``) checks a name against this machine; ``auto`` (the
+default) leaves the choice to sentence-transformers (a CUDA GPU, Apple's MPS, ..., else
+the CPU) and the trainer. ``collect`` records it in every result.
+"""
 
 from __future__ import annotations
 
 import datetime as _dt
 import importlib.metadata
 import platform
+import re
 import sys
 from typing import Any
 
 import harness
+from harness.errors import HarnessError
+
+DEVICES = "auto, cpu, cuda, cuda:N or mps"
+_DEVICE_NAME = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
+_selected = "auto"
 
 LIBRARIES = (
     "torch",
@@ -50,6 +62,7 @@ def collect(seed: int | None = None, command: list[str] | None = None) -> dict[s
             "processor": platform.machine(),
             "cpus": _cpu_count(),
         },
+        "device": device_record(),
         "libraries": library_versions(),
     }
 
@@ -58,3 +71,78 @@ def _cpu_count() -> int | None:
     import os
 
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+
+
+def select_device(name: str) -> str:
+    """Make ``name`` the device this process's models run on, once this machine is known to
+    have it; an unknown name or a device that is not here is a one-line error."""
+    global _selected
+    wanted = (name or "auto").strip().lower()
+    if not _DEVICE_NAME.fullmatch(wanted):
+        raise HarnessError(f"--device {name!r}: not a device name (known: {DEVICES})")
+    if wanted.startswith("cuda"):
+        import torch
+
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        index = int(wanted.partition(":")[2] or 0)
+        if count == 0:
+            build = "a CPU-only build" if torch.version.cuda is None else f"built for CUDA {torch.version.cuda}"
+            raise HarnessError(f"--device {wanted}: no CUDA GPU on this machine (torch {torch.__version__}, {build}); "
+                               "use --device cpu or auto")
+        if index >= count:
+            raise HarnessError(f"--device {wanted}: this machine has {count} CUDA GPU(s), cuda:0 to cuda:{count - 1}")
+    elif wanted == "mps":
+        import torch
+
+        if not torch.backends.mps.is_available():
+            raise HarnessError("--device mps: Apple's MPS is not available on this machine; use --device cpu or auto")
+    _selected = wanted
+    return wanted
+
+
+def selected_device() -> str:
+    """The device asked for: ``auto`` or a name ``select_device`` checked."""
+    return _selected
+
+
+def torch_device() -> str:
+    """The torch device models run on: the one selected, or the one sentence-transformers
+    picks under ``auto``."""
+    if _selected == "auto":
+        from sentence_transformers.util import get_device_name
+
+        return get_device_name()
+    if _selected == "cuda":
+        import torch
+
+        return f"cuda:{torch.cuda.current_device()}"
+    return _selected
+
+
+def device_record() -> dict[str, Any]:
+    """The device asked for and the one models ran on, with its name (the GPU's where CUDA).
+
+    A process that has not imported sentence-transformers has loaded no model: all it
+    computed ran on the CPU, and finding the accelerators would cost a torch import.
+    """
+    device = torch_device() if "sentence_transformers" in sys.modules else "cpu"
+    record: dict[str, Any] = {"requested": _selected, "device": device}
+    if device.startswith("cuda"):
+        import torch
+
+        record["name"] = torch.cuda.get_device_name(device)
+        record["cuda"] = torch.version.cuda
+    elif device == "cpu":
+        record["name"] = _cpu_name()
+    return record
+
+
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            for line in handle:
+                if line.startswith("model name"):
+                    return line.partition(":")[2].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()

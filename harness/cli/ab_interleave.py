@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from harness.cli.ab_options import db_option, experiment_option, fmt, open_logs, parquet_option, write_result
-from harness.cli.options import cache_option, seed_option
+from harness.cli.options import cache_option, device_option, seed_option
 from harness.errors import HarnessError
 
 
@@ -25,6 +25,7 @@ from harness.errors import HarnessError
 @click.option("--out", "out", type=click.Path(path_type=Path), help="Interleaved rankings (JSONL) or the analysis (JSON).")
 @click.option("--alpha", type=float, default=0.05, show_default=True)
 @seed_option
+@device_option
 def interleave(data, retrievers, runs, split, cache_dir, db, parquet, experiment_id, out, alpha, seed) -> None:
     """Team-draft interleaving: build interleaved rankings of two rankers (--data), or
     analyse the credited clicks of interleaved logs (--db / --parquet).

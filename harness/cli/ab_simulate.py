@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from harness.cli.options import cache_option, seed_option
+from harness.cli.options import cache_option, device_option, seed_option
 from harness.errors import HarnessError
 
 
@@ -36,6 +36,7 @@ from harness.errors import HarnessError
 @click.option("--synthetic-queries", type=int, default=1000, show_default=True, help="Queries of the synthetic catalogue.")
 @click.option("--format", "fmt", type=click.Choice(["jsonl", "csv", "parquet"]), default="jsonl", show_default=True)
 @seed_option
+@device_option
 def simulate(out, data, retrievers, runs, split, cache_dir, variants, experiment_id, users, days, queries_per_day, effect,
              novelty, novelty_days, pre_days, srm, duplicates, malformed, late, interleave, guardrail_margin, synthetic_queries, fmt, seed) -> None:
     """Write realistic search logs of an experiment.

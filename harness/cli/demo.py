@@ -17,7 +17,7 @@ from pathlib import Path
 
 import click
 
-from harness.cli.options import cache_option, seed_option
+from harness.cli.options import cache_option, device_option, seed_option
 from harness.errors import HarnessError
 
 BASE = "dense"
@@ -34,7 +34,13 @@ class DemoState:
     seed: int
     embedded: bool
     console: object
+    device: str = "auto"
     findings: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def device_args(self) -> list[str]:
+        """``--device`` for the commands that load models, when one was asked for."""
+        return [] if self.device == "auto" else ["--device", self.device]
 
     @property
     def finetuned(self) -> Path:
@@ -91,7 +97,7 @@ def stage_baselines(state: DemoState) -> None:
         "eval", "--data", str(state.data),
         *_each("--retriever", ["bm25", BASE, f"hybrid(bm25,{BASE})"]),
         *_each("--suite", state.suites()),
-        "--out", str(out), "--cache", str(state.cache_dir), "--seed", str(state.seed),
+        "--out", str(out), "--cache", str(state.cache_dir), "--seed", str(state.seed), *state.device_args,
     )
 
 
@@ -101,14 +107,14 @@ def stage_finetune(state: DemoState) -> None:
     else:
         state.run(
             "finetune", "--data", str(state.data), "--base", "default", "--out", str(state.finetuned),
-            *DEMO_TRAINING, "--cache", str(state.cache_dir), "--seed", str(state.seed + 42),
+            *DEMO_TRAINING, "--cache", str(state.cache_dir), "--seed", str(state.seed + 42), *state.device_args,
         )
     if (state.reranker / "training_card.json").exists():
         state.console.print(f"{state.reranker} exists: reusing it")
     else:
         state.run(
             "finetune", "--data", str(state.data), "--cross-encoder", "--out", str(state.reranker),
-            *DEMO_TRAINING, "--cache", str(state.cache_dir), "--seed", str(state.seed + 42),
+            *DEMO_TRAINING, "--cache", str(state.cache_dir), "--seed", str(state.seed + 42), *state.device_args,
         )
 
 
@@ -117,7 +123,7 @@ def stage_evaluate(state: DemoState) -> None:
         "eval", "--data", str(state.data),
         *_each("--retriever", state.arms()),
         *_each("--suite", [*state.suites(), "mteb:local"]),
-        "--out", str(state.out / "eval"), "--cache", str(state.cache_dir), "--seed", str(state.seed),
+        "--out", str(state.out / "eval"), "--cache", str(state.cache_dir), "--seed", str(state.seed), *state.device_args,
     )
     state.run(
         "compare", str(state.out / "eval" / "result.json"), "--baseline", BASE,
@@ -134,7 +140,7 @@ def stage_gate(state: DemoState) -> None:
     code = state.run(
         "gate", "--policy", str(policy), "--data", str(state.data), "--baseline", BASE,
         "--candidate", f"dense:{state.finetuned}", "--results", str(state.out / "eval" / "result.json"),
-        "--out", str(state.out / "gate"), allowed=(0, 1, 2),
+        "--out", str(state.out / "gate"), *state.device_args, allowed=(0, 1, 2),
     )
     verdict = {0: "PASS (promote)", 1: "FAIL (do not promote)", 2: "INCONCLUSIVE (hold)"}[code]
     state.findings["gate"] = f"gate, fine-tuned vs base MiniLM: {verdict}, exit {code}"
@@ -151,7 +157,7 @@ def stage_ab(state: DemoState) -> None:
     state.run(
         "ab", "simulate", "--out", str(logs), "--data", str(state.data),
         "--retriever", BASE, "--retriever", f"dense:{state.finetuned}", "--variant", "control", "--variant", "treatment",
-        "--users", "6000", "--days", "14", "--cache", str(state.cache_dir), "--seed", str(state.seed),
+        "--users", "6000", "--days", "14", "--cache", str(state.cache_dir), "--seed", str(state.seed), *state.device_args,
     )
     state.run("ab", "ingest", "--db", str(db), "--experiment", str(logs / "experiment.json"), str(logs / "*.jsonl"))
     state.run("ab", "analyze", "--db", str(db), "--out", str(ab / "analysis.json"), "--seed", str(state.seed))
@@ -229,6 +235,7 @@ def _first_reason(decision: dict) -> str:
 @click.option("--stage", "stages", multiple=True, type=click.Choice(list(STAGES)), help="Run only these stages (repeatable).")
 @cache_option
 @seed_option
+@device_option
 def demo(out: Path, data: Path | None, stages: tuple[str, ...], cache_dir: Path | None, seed: int) -> None:
     """Run the whole pipeline offline: dataset, baselines, fine-tuning, evaluation of every
     arm, the gate, an A/B test, the HTML report; prints each stage's time.
@@ -241,6 +248,8 @@ def demo(out: Path, data: Path | None, stages: tuple[str, ...], cache_dir: Path 
     """
     from rich.console import Console
 
+    from harness.provenance import selected_device
+
     console = Console(stderr=True)
     out.mkdir(parents=True, exist_ok=True)
     state = DemoState(
@@ -250,6 +259,7 @@ def demo(out: Path, data: Path | None, stages: tuple[str, ...], cache_dir: Path 
         seed=seed,
         embedded=data is None,
         console=console,
+        device=selected_device(),
     )
     chosen = [name for name in STAGES if not stages or name in stages]
     if data is not None and "dataset" in chosen:

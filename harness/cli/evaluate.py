@@ -5,7 +5,8 @@ from __future__ import annotations
 import click
 
 from harness.cli.options import (
-    cache_option, data_option, metric_option, out_option, retriever_option, seed_option, suite_option, unknown_docs_option,
+    cache_option, data_option, device_option, metric_option, out_option, retriever_option, seed_option, suite_option,
+    unknown_docs_option,
 )
 
 
@@ -24,6 +25,7 @@ from harness.cli.options import (
 @unknown_docs_option
 @cache_option
 @seed_option
+@device_option
 def eval_command(data, retrievers, suites, out, metrics, split, ignore_identical_ids, unknown_docs, cache_dir, seed):
     """Evaluate retrievers on a dataset and write OUT/result.json plus TREC run files.
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from harness.cli.options import OutputPath
+from harness.cli.options import OutputPath, device_option
 
 
 @click.command("gate")
@@ -23,6 +23,7 @@ from harness.cli.options import OutputPath
 @click.option("--seed", type=int, help="Override the policy's seed.")
 @click.option("--cache", "cache_dir", type=click.Path(path_type=Path), envvar="HARNESS_CACHE",
               help="Cache folder for embeddings and indexes (overrides the policy; or $HARNESS_CACHE).")
+@device_option
 def gate(policy_path, out, baseline, candidate, data, results, max_queries, seed, cache_dir):
     """Run (or read) the evaluations a policy names and decide: pass, fail or inconclusive.
 

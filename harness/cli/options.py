@@ -60,3 +60,21 @@ unknown_docs_option = click.option(
     help="A judgement for a document missing from the corpus: an error, or kept as BEIR and MTEB keep it "
     "(relevant, never retrievable; counted in the result).",
 )
+
+
+def _select_device(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    from harness.provenance import select_device
+
+    return select_device(value)
+
+
+# checked and made the process's device as the option is read, before any work starts; the
+# commands read it where models load (harness.adapters.models), so no command takes a value
+device_option = click.option(
+    "--device",
+    default="auto",
+    show_default=True,
+    expose_value=False,
+    callback=_select_device,
+    help="Where models encode, rerank and train: auto (a GPU where there is one), cpu, cuda, cuda:N or mps.",
+)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from harness.cli.options import cache_option, data_option, out_option
+from harness.cli.options import cache_option, data_option, device_option, out_option
 
 _synthetic_option = click.option(
     "--synthetic",
@@ -64,6 +64,7 @@ def _dims(text: str | None) -> tuple[int, ...] | None:
 @click.option("--max-pairs", type=int, help="Mine for at most N pairs (seeded sample).")
 @click.option("--seed", type=int, default=42, show_default=True)
 @cache_option
+@device_option
 def mine(data, out, model_name, pairs_file, synthetic, llm_url, llm_model, llm_key_env, train_split, range_min, range_max,
          relative_margin, num_negatives, sampling, cross_encoder, audit, max_pairs, seed, cache_dir):
     """Mine hard negatives for training pairs (sentence-transformers' mine_hard_negatives).
@@ -163,6 +164,7 @@ def mine(data, out, model_name, pairs_file, synthetic, llm_url, llm_model, llm_k
 @click.option("--resume", is_flag=True, help="Continue the interrupted run for this --out.")
 @click.option("--seed", type=int, default=42, show_default=True, help="Random seed, recorded in the card.")
 @cache_option
+@device_option
 def finetune(data, out, base, cross_encoder, passes, loss, matryoshka, epochs, pass2_epochs, lr, warmup, batch_size, mini_batch_size,
              max_seq_length, patience, pairs_file, synthetic, llm_url, llm_model, llm_key_env, train_split, validation_split,
              validation_share, max_pairs, min_grade, num_negatives, range_max, relative_margin, mining_cross_encoder, negatives_model,

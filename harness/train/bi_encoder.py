@@ -144,6 +144,7 @@ def train_pass(
         "best_checkpoint": trainer.state.best_model_checkpoint,
         "best_metric": trainer.state.best_metric,
         "resumed_from": str(checkpoint) if checkpoint else None,
+        "device": setup.trained_on(trainer),
         "log_history": setup.log_history(trainer),
         "training_seconds": round(train_only, 1),
     }
@@ -206,6 +207,7 @@ def finetune(
     say = log or (lambda message: None)
     config = config or FinetuneConfig()
     config.validate()
+    setup.check_device()
     out = Path(out)
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     dataset = data if isinstance(data, Dataset) else load_dataset(data)

@@ -77,6 +77,7 @@ def render_card(card: dict[str, Any]) -> str:
         f"{data.get('pairs')} pairs from {data.get('queries')} queries, pairs hash `{data.get('pairs_hash', '')[:16]}`",
         f"- validation: {data.get('validation')}, {validation['queries']} queries over {validation['corpus']}; the test split was never read",
         f"- seed: {card['seed']}; chosen model: {card.get('chosen', 'final')}; fingerprint `{card['fingerprint']}`",
+        f"- device: {_device_line(card['provenance']['device'])}",
         f"- total time: {card['seconds']} s",
         "",
         "## Validation (harness metrics)",
@@ -91,7 +92,7 @@ def render_card(card: dict[str, Any]) -> str:
     for name, rec in card.get("passes", {}).items():
         lines.append(
             f"- {name}: {rec['loss']}, {rec['rows']} rows, {rec['epochs_done']} of {rec['epochs']} epoch(s), {rec['steps']} steps, "
-            f"{rec['seconds']} s ({rec['pairs_per_second']} pairs/s), best checkpoint {rec.get('best_checkpoint')}"
+            f"{rec['seconds']} s ({rec['pairs_per_second']} pairs/s) on {rec['device']}, best checkpoint {rec.get('best_checkpoint')}"
         )
     mining = card.get("mining")
     if mining:
@@ -111,3 +112,8 @@ def render_card(card: dict[str, Any]) -> str:
     lines += ["", "## Parameters", "", "```json", json.dumps(card["parameters"], indent=1), "```", ""]
     lines += ["Training log with loss curves: `training_log.json`; pairs: `training_pairs.jsonl`.", ""]
     return "\n".join(lines)
+
+
+def _device_line(device: dict[str, Any]) -> str:
+    named = f"{device['device']} ({device['name']})" if device.get("name") else device["device"]
+    return named if device["requested"] == "auto" else f"{named}, --device {device['requested']}"

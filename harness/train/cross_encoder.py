@@ -100,6 +100,7 @@ def finetune_cross_encoder(
 
     say = log or (lambda message: None)
     config = config or CrossEncoderConfig()
+    setup.check_device()
     out = Path(out)
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     dataset = data if isinstance(data, Dataset) else load_dataset(data)
@@ -223,5 +224,6 @@ def _train(model: Any, train_dataset: Any, config: CrossEncoderConfig, evaluator
         "steps": trainer.state.global_step, "seconds": round(seconds, 1),
         "pairs_per_second": round(len(train_dataset) * float(trainer.state.epoch or 1)
                                   / max(1e-9, output.metrics.get("train_runtime", seconds)), 3),
-        "best_checkpoint": trainer.state.best_model_checkpoint, "log_history": setup.log_history(trainer),
+        "best_checkpoint": trainer.state.best_model_checkpoint, "device": setup.trained_on(trainer),
+        "log_history": setup.log_history(trainer),
     }

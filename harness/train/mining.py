@@ -268,6 +268,7 @@ def mine(
         documents_from_cache=encoder.cached_documents,
         cross_encoder=config.cross_encoder,
         config=config.as_dict(),
+        device=str(model.device),
     )
 
     removed: list[dict[str, Any]] = []

@@ -8,6 +8,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from harness.errors import HarnessError
+from harness.provenance import selected_device
+
 
 def seed_everything(seed: int) -> None:
     import random
@@ -41,6 +44,21 @@ def step_timer() -> Any:
                 self._start = 0.0
 
     return StepTimer()
+
+
+def check_device() -> None:
+    """Before any work: the trainer places the model itself, on the CPU when ``--device cpu``,
+    else on the first visible GPU (or MPS), so it cannot be given another GPU by index."""
+    device = selected_device()
+    if device.startswith("cuda:") and device != "cuda:0":
+        raise HarnessError(f"--device {device}: training runs on the first visible GPU; to train on GPU {device[5:]}, "
+                           f"run with CUDA_VISIBLE_DEVICES={device[5:]} and --device cuda")
+
+
+def trained_on(trainer: Any) -> str:
+    """The device the trainer trained on (several GPUs: nn.DataParallel over all of them)."""
+    args = trainer.args
+    return str(args.device) if args.n_gpu <= 1 else f"{args.device} and {args.n_gpu - 1} more GPU(s), DataParallel"
 
 
 def callbacks(epochs: int, patience: int) -> list[Any]:
@@ -97,6 +115,7 @@ def training_arguments(
         dataloader_num_workers=0,
         dataloader_pin_memory=False,
         save_safetensors=True,
+        use_cpu=selected_device() == "cpu",  # else the trainer takes a GPU wherever there is one
     )
     if batch_sampler is not None:
         kwargs["batch_sampler"] = batch_sampler
