@@ -26,6 +26,7 @@ COMMANDS = {
     "finetune": ("harness.cli.train", "finetune"),
     "ab": ("harness.cli.ab", "ab"),
     "report": ("harness.cli.report", "report"),
+    "models": ("harness.cli.models", "models"),
 }
 
 SUMMARIES = {
@@ -38,6 +39,7 @@ SUMMARIES = {
     "finetune": "Fine-tune a bi-encoder or a cross-encoder reranker.",
     "ab": "Online A/B tests: ingest logs, analyse, decide, interleave.",
     "report": "Render results as HTML, Markdown or terminal text.",
+    "models": "Model versions in MLflow: register, promote after a gate, roll back.",
 }
 
 
