@@ -373,6 +373,9 @@ class LoggedPair:
 class PairsFile:
     header: dict[str, Any]
     rows: list[LoggedPair]
+    # documents the logs name and the corpus lacks (removed since, or a simulator's
+    # placeholders): rows whose positive it lacks and negatives it lacks, left out and counted
+    left_out: dict[str, int] = field(default_factory=lambda: {"rows_with_unknown_positive": 0, "unknown_negatives": 0})
 
     def split(self, name: str) -> list[LoggedPair]:
         return [r for r in self.rows if r.split == name]
@@ -380,8 +383,10 @@ class PairsFile:
 
 def read_pairs_file(path: str | Path, dataset) -> PairsFile:
     """A pairs file written by ``harness ab pairs``, checked line by line against its header
-    (kind, schema version, the hash of its rows) and against ``dataset``'s corpus (every
-    positive and negative a document of it); errors name the file and line."""
+    (kind, schema version, the hash of its rows) and against ``dataset``'s corpus, which
+    gives the texts; errors name the file and line. A document the corpus lacks leaves its
+    row (a positive) or its place among the negatives, counted in ``left_out``; a file none
+    of whose positives the corpus holds (the wrong dataset) is an error."""
     from harness.train.pairs import Pair
 
     source = Path(path)
@@ -402,7 +407,8 @@ def read_pairs_file(path: str | Path, dataset) -> PairsFile:
         raise located(source, 1, f"pairs file schema version {header.get('schema_version')!r}, this harness reads {SCHEMA_VERSION}")
     if rows_hash(records[1:]) != header.get("rows_sha256"):
         raise located(source, 1, "the rows do not match the header's rows_sha256 (the file was changed after it was written)")
-    rows = []
+    pairs_file = PairsFile(header, [])
+    first_unknown = None
     for lineno, record in enumerate(records[1:], 2):
         if not isinstance(record, dict):
             raise located(source, lineno, "expected a JSON object")
@@ -415,10 +421,16 @@ def read_pairs_file(path: str | Path, dataset) -> PairsFile:
             raise located(source, lineno, f"split {split!r} is not one of {', '.join(SPLITS)}")
         if not (math.isfinite(weight) and weight > 0):
             raise located(source, lineno, f"weight {weight} is not a positive number")
-        for doc in [doc_id, *negative_ids]:
-            if doc not in dataset.corpus:
-                raise located(source, lineno, f"unknown document id {doc!r} (not in {dataset.path}/corpus)")
+        if doc_id not in dataset.corpus:
+            pairs_file.left_out["rows_with_unknown_positive"] += 1
+            first_unknown = first_unknown or (lineno, doc_id)
+            continue
+        known = tuple(d for d in negative_ids if d in dataset.corpus)
+        pairs_file.left_out["unknown_negatives"] += len(negative_ids) - len(known)
         pair = Pair(query_id, doc_id, query, dataset.corpus[doc_id].content, int(record.get("grade", 1)), SOURCE)
-        rows.append(LoggedPair(pair, split, weight, successes, tuple(negative_ids),
-                               tuple(dataset.corpus[d].content for d in negative_ids)))
-    return PairsFile(header, rows)
+        pairs_file.rows.append(LoggedPair(pair, split, weight, successes, known, tuple(dataset.corpus[d].content for d in known)))
+    if not pairs_file.rows:
+        lineno, doc_id = first_unknown or (1, None)
+        raise located(source, lineno, f"no row whose positive is a document of {dataset.path}/corpus (the first: {doc_id!r}): "
+                                      "are the logs of another corpus?")
+    return pairs_file
