@@ -31,12 +31,12 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import HarnessError
-from harness.registry_evidence import Evidence, GateVerdict, file_sha256, metric_key, read_evidence, read_gate
+from harness.registry_evidence import Evidence, GateVerdict, read_evidence, read_gate, refusals
+from harness.registry_folder import CARD_FILES, card_metrics, model_folder, training_record, weights_fingerprint
 
 DEFAULT_MODEL = "embedder"
 DEFAULT_REGISTRY = "mlflow.db"  # MLflow's own default file name for its SQLite backend
 CHAMPION, CHALLENGER = "champion", "challenger"
-CARD_FILES = ("training_card.json", "README.md", "training_log.json")
 PREFIX = "harness."
 
 
@@ -92,10 +92,11 @@ class ModelRegistry:
         # set before mlflow is imported: its telemetry decides at import time; a user's own setting wins
         os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
         os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
-        with self._errors():
+        try:
             from mlflow import MlflowClient
-
-            self.client = MlflowClient(tracking_uri=self.uri, registry_uri=self.uri)
+        except ImportError as exc:
+            raise HarnessError(f"the model registry needs MLflow ({exc}): pip install 'embedding-harness[registry]'") from None
+        self.client = MlflowClient(tracking_uri=self.uri, registry_uri=self.uri)
 
     # ------------------------------------------------------------------------- reading
 
@@ -161,10 +162,10 @@ class ModelRegistry:
         (only while there is none: the first champion has nothing to be gated against)
         or None."""
         who = who or getpass.getuser()
-        folder, card = _model_folder(model)
-        fingerprint = _fingerprint(folder, card)
+        folder, card = model_folder(model)
+        fingerprint = weights_fingerprint(folder, card)
         evidence = [read_evidence(p, fingerprint) for p in results]  # every input checked before anything is written
-        training = _training_record(card, pairs)
+        training = training_record(card, pairs)
         existing = next((v for v in self.versions() if v.fingerprint == fingerprint), None)
         champion = self.alias(CHAMPION)
         if alias == CHAMPION and champion is not None and (existing is None or champion.number != existing.number):
@@ -174,7 +175,7 @@ class ModelRegistry:
         self._attach(version, evidence, who)
         if alias == CHAMPION and champion is None:
             self._promote(version, None, who, reason="the first champion: there is no champion to gate it against",
-                          via="registration", forced=False, overridden=[], ab_store=None)
+                          via="registration", forced=False, overridden=[], store=None)
         elif alias == CHALLENGER and existing is None:
             with self._errors():
                 self.client.set_registered_model_alias(self.name, CHALLENGER, str(version.number))
@@ -194,7 +195,7 @@ class ModelRegistry:
             run = self._start_run(f"register {folder.name}", "register", who)
             params = {"path": str(folder), "fingerprint": fingerprint, **{f"train.{k}": v for k, v in card.get("parameters", {}).items()},
                       **{k: tags[k] for k in ("base_model", "base_model_path", "parent")}}
-            self._log(run, params=params, metrics=_card_metrics(card))
+            self._log(run, params=params, metrics=card_metrics(card))
             for name in CARD_FILES:
                 if (folder / name).is_file():
                     self.client.log_artifact(run, str(folder / name), "card")
@@ -210,12 +211,6 @@ class ModelRegistry:
                                "reason": f"registered {folder}", "parent": parent.number if parent else None})
         return self.get(number)
 
-    def attach(self, ref: str | int, results: list[Path], who: str | None = None) -> Version:
-        """Attach judging result files (eval, compare, gate, ab-decision) to a version."""
-        version = self.get(ref)
-        self._attach(version, [read_evidence(p, version.fingerprint) for p in results], who or getpass.getuser())
-        return self.get(version.number)
-
     def promote(self, ref: str | int = CHALLENGER, *, gate: Path | None = None, force: bool = False,
                 reason: str | None = None, results: list[Path] = (), who: str | None = None,
                 ab_store: Path | None = None) -> tuple[Version, Version | None]:
@@ -227,25 +222,26 @@ class ModelRegistry:
         who = who or getpass.getuser()
         if force and not (reason or "").strip():
             raise HarnessError("--force needs --reason: a forced promotion is recorded with who forced it and why")
-        version = self.get(ref)
-        champion = self.alias(CHAMPION)
-        if champion is not None and champion.number == version.number:
-            raise Refused(f"v{version.number} is already the champion of {self.name!r}")
-        verdict = read_gate(gate) if gate is not None else None
-        evidence = [read_evidence(p, version.fingerprint) for p in results]
-        refusals = _refusals(version, champion, verdict)
-        if refusals and not force:
-            raise Refused("; ".join(refusals))
-        if verdict is not None and version.fingerprint in verdict.candidate_fingerprints:
-            evidence.append(read_evidence(verdict.path, version.fingerprint))
-        self._attach(version, evidence, who)
-        if force:
-            via = "force" + (f" (gate {verdict.path}: {verdict.status})" if verdict else " (no gate)")
-        else:
-            via = f"gate {verdict.path}: {verdict.status}"
-        self._promote(version, champion, who, reason=reason or f"passed the gate {verdict.path}", via=via, forced=force,
-                      overridden=refusals if force else [], ab_store=ab_store, verdict=verdict,
-                      experiment=next((e.summary["experiment"] for e in evidence if e.kind == "ab-decision"), None))
+        with _audit_store(ab_store) as store:
+            version = self.get(ref)
+            champion = self.alias(CHAMPION)
+            if champion is not None and champion.number == version.number:
+                raise Refused(f"v{version.number} is already the champion of {self.name!r}")
+            verdict = read_gate(gate) if gate is not None else None
+            evidence = [read_evidence(p, version.fingerprint) for p in results]
+            refused = refusals(version, champion, verdict)
+            if refused and not force:
+                raise Refused("; ".join(refused))
+            if verdict is not None and version.fingerprint in verdict.candidate_fingerprints:
+                evidence.append(read_evidence(verdict.path, version.fingerprint))
+            self._attach(version, evidence, who)
+            if force:
+                via = "force" + (f" (gate {verdict.path}: {verdict.status})" if verdict else " (no gate)")
+            else:
+                via = f"gate {verdict.path}: {verdict.status}"
+            self._promote(version, champion, who, reason=reason or f"passed the gate {verdict.path}", via=via, forced=force,
+                          overridden=refused if force else [], store=store, verdict=verdict,
+                          experiment=next((e.summary["experiment"] for e in evidence if e.kind == "ab-decision"), None))
         return self.get(version.number), champion
 
     def rollback(self, *, reason: str, who: str | None = None, ab_store: Path | None = None) -> tuple[Version, Version]:
@@ -254,27 +250,28 @@ class ModelRegistry:
         who = who or getpass.getuser()
         if not (reason or "").strip():
             raise HarnessError("rollback needs --reason: every rollback is recorded with who did it and why")
-        current = self.alias(CHAMPION)
-        if current is None:
-            raise Refused(f"model {self.name!r} has no champion to roll back")
-        previous = current.tags.get(PREFIX + "previous_champion", "")
-        if not previous:
-            raise Refused(f"v{current.number} was the first champion of {self.name!r}: there is none before it to restore")
-        restored = self.get(previous)
-        record = {"event": "rollback", "version": restored.number, "previous_champion": current.number, "by": who,
-                  "at": now(), "reason": reason, "via": "rollback"}
+        with _audit_store(ab_store) as store:
+            current = self.alias(CHAMPION)
+            if current is None:
+                raise Refused(f"model {self.name!r} has no champion to roll back")
+            previous = current.tags.get(PREFIX + "previous_champion", "")
+            if not previous:
+                raise Refused(f"v{current.number} was the first champion of {self.name!r}: there is none before it to restore")
+            restored = self.get(previous)
+            record = {"event": "rollback", "version": restored.number, "previous_champion": current.number, "by": who,
+                      "at": now(), "reason": reason, "via": "rollback"}
 
-        def change() -> None:
-            self.client.set_registered_model_alias(self.name, CHAMPION, str(restored.number))
-            self._tag(current, rolled_back=json.dumps(record))
+            def change() -> None:
+                self.client.set_registered_model_alias(self.name, CHAMPION, str(restored.number))
+                self._tag(current, rolled_back=json.dumps(record))
 
-        self._audited(record, who, ab_store, exit_code=1, experiment=None, numbers={}, change=change)
+            self._audited(record, who, store, experiment=None, numbers={}, change=change)
         return self.get(restored.number), self.get(current.number)
 
     # ------------------------------------------------------------------------- internals
 
     def _promote(self, version: Version, champion: Version | None, who: str, *, reason: str, via: str, forced: bool,
-                 overridden: list[str], ab_store: Path | None, verdict: GateVerdict | None = None,
+                 overridden: list[str], store: Any, verdict: GateVerdict | None = None,
                  experiment: str | None = None) -> None:
         record = {"event": "promote", "version": version.number,
                   "previous_champion": None if champion is None else champion.number, "by": who, "at": now(),
@@ -288,40 +285,36 @@ class ModelRegistry:
             if self._aliases().get(CHALLENGER) == version.number:
                 self.client.delete_registered_model_alias(self.name, CHALLENGER)
 
-        self._audited(record, who, ab_store, exit_code=0, experiment=experiment, numbers=verdict.evidence().summary if verdict else {},
-                      change=change)
+        self._audited(record, who, store, experiment=experiment,
+                      numbers=verdict.evidence().summary if verdict else {}, change=change)
 
     def _tag(self, version: Version, **tags: str) -> None:
         for key, value in tags.items():
             self.client.set_model_version_tag(self.name, str(version.number), PREFIX + key, value)
 
-    def _audited(self, record: dict[str, Any], who: str, ab_store: Path | None, *, exit_code: int,
+    def _audited(self, record: dict[str, Any], who: str, store: Any, *,
                  experiment: str | None, numbers: dict[str, Any], change) -> None:
         """Run ``change`` inside an MLflow run that records the event (left FAILED if the
-        change fails), then write the A/B store's audit row; the store is opened first, so a
-        bad one stops everything before any change."""
-        store = _open_store(ab_store)
-        try:
-            with self._errors():
-                run = self._start_run(f"{record['event']} v{record['version']}", record["event"], who)
-                try:
-                    change()
-                except BaseException:
-                    self.client.set_terminated(run, "FAILED")
-                    raise
-            if store is not None:
-                from harness.ab.decide import record as record_decision
+        change fails), then write the A/B store's audit row (``store``, opened before any
+        check, so a bad one stops everything before any change) naming that run."""
+        with self._errors():
+            run = self._start_run(f"{record['event']} v{record['version']}", record["event"], who)
+            try:
+                change()
+            except BaseException:
+                self.client.set_terminated(run, "FAILED")
+                raise
+        if store is not None:
+            from harness.ab.decide import EXIT
+            from harness.ab.decide import record as record_decision
 
-                reasons = [record["reason"], f"via {record['via']}", *(f"overridden: {r}" for r in record.get("overridden", []))]
-                decision = {"decision": record["event"], "exit_code": exit_code,
-                            "treatments": [{"treatment": f"{self.name} v{record['version']}", "reasons": reasons, "metrics": numbers}]}
-                inputs = {"registry": self.uri, "model": self.name, "mlflow_run_id": run, **record}
-                record["audit_id"] = record_decision(store, experiment or f"model-registry:{self.name}", decision, inputs, who)
-            with self._errors():
-                self._finish(run, record)
-        finally:
-            if store is not None:
-                store.close()
+            reasons = [record["reason"], f"via {record['via']}", *(f"overridden: {r}" for r in record.get("overridden", []))]
+            decision = {"decision": record["event"], "exit_code": EXIT[record["event"]],  # the table's codes: 0 promote, 1 roll back
+                        "treatments": [{"treatment": f"{self.name} v{record['version']}", "reasons": reasons, "metrics": numbers}]}
+            inputs = {"registry": self.uri, "model": self.name, "mlflow_run_id": run, **record}
+            record["audit_id"] = record_decision(store, experiment or f"model-registry:{self.name}", decision, inputs, who)
+        with self._errors():
+            self._finish(run, record)
 
     def _attach(self, version: Version, evidence: list[Evidence], who: str) -> None:
         judged = version.judged
@@ -419,84 +412,16 @@ class ModelRegistry:
             raise
 
 
-def _refusals(version: Version, champion: Version | None, verdict: GateVerdict | None) -> list[str]:
-    if verdict is None:
-        return [f"no gate: v{version.number} becomes champion only after a passing gate (--gate gate.json)"]
-    refusals = []
-    if not verdict.passed:
-        refusals.append(f"the gate {verdict.path} did not pass ({verdict.status}, exit {verdict.exit_code}"
-                        + (f": {'; '.join(verdict.failed)}" if verdict.failed else "") + ")")
-    if version.fingerprint not in verdict.candidate_fingerprints:
-        refusals.append(f"the gate's candidate {verdict.candidate} is not v{version.number} (fingerprint {version.fingerprint})")
-    if champion is not None and champion.fingerprint not in verdict.baseline_fingerprints:
-        refusals.append(f"the gate's baseline {verdict.baseline} is not the champion v{champion.number} "
-                        f"(fingerprint {champion.fingerprint})")
-    return refusals
-
-
-def _model_folder(model: str | Path) -> tuple[Path, dict[str, Any]]:
-    from harness.adapters.models import resolve_model_name
-
-    folder = Path(resolve_model_name(str(model))).expanduser()
-    if not folder.is_dir():
-        raise HarnessError(f"{model}: model folder does not exist (register a sentence-transformers folder)")
-    card_file = folder / CARD_FILES[0]
-    card: dict[str, Any] = {}
-    if card_file.is_file():
-        try:
-            card = json.loads(card_file.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as exc:
-            raise HarnessError(f"{card_file}:{exc.lineno}: not valid JSON: {exc.msg}") from None
-    return folder.resolve(), card
-
-
-def _fingerprint(folder: Path, card: dict[str, Any]) -> str:
-    """The weights' fingerprint, computed from the folder; its card must agree."""
-    from harness.adapters.models import fingerprint, load_cross_encoder, load_sentence_transformer
-
-    load = load_cross_encoder if card.get("kind") == "cross-encoder" else load_sentence_transformer
-    value = fingerprint(load(str(folder)))
-    if card.get("fingerprint") and card["fingerprint"] != value:
-        raise HarnessError(f"{folder / CARD_FILES[0]}: the card describes weights {card['fingerprint']}, "
-                           f"the folder holds {value}: it was changed after training")
-    return value
-
-
-def _training_record(card: dict[str, Any], pairs: Path | None) -> dict[str, Any]:
-    """What it was trained on: the dataset and pairs hashes of its card, and a pairs file
-    from logged traffic with its header (log window, experiment, debiasing)."""
-    data = card.get("training_data", {})
-    record: dict[str, Any] = {k: v for k, v in {
-        "dataset_hash": card.get("dataset", {}).get("hash"), "training_source": data.get("source"),
-        "pairs_hash": data.get("pairs_hash"),
-    }.items() if v}
-    if pairs is not None:
-        pairs = Path(pairs)
-        if not pairs.is_file():
-            raise HarnessError(f"{pairs}: pairs file does not exist")
-        with pairs.open(encoding="utf-8") as handle:
-            first = handle.readline()
-        try:
-            header = json.loads(first)
-        except json.JSONDecodeError as exc:
-            raise HarnessError(f"{pairs}:1: not valid JSON: {exc.msg}") from None
-        if not isinstance(header, dict) or header.get("kind") != "pairs-header":
-            raise HarnessError(f"{pairs}:1: not a pairs file of `harness ab pairs` (no pairs-header record)")
-        record |= {"pairs_file": str(pairs.resolve()), "pairs_sha256": file_sha256(pairs),
-                   "log_window": json.dumps(header.get("window")), "pairs_header": header}
-    return record
-
-
-def _card_metrics(card: dict[str, Any]) -> dict[str, float]:
-    validation = card.get("validation", {})
-    return {metric_key("validation", when, name): float(value)
-            for when in ("before", "after") for name, value in (validation.get(when) or {}).items()
-            if isinstance(value, (int, float))}
-
-
-def _open_store(path: Path | None):
+@contextmanager
+def _audit_store(path: Path | None):
+    """The A/B store whose ``decisions`` table also records the change (None: none)."""
     if path is None:
-        return None
+        yield None
+        return
     from harness.ab import schema
 
-    return schema.connect(path, create=False)
+    store = schema.connect(path, create=False)
+    try:
+        yield store
+    finally:
+        store.close()

@@ -207,3 +207,18 @@ def _is_model_alone(spec: str) -> bool:
 
     parsed = Spec.parse(spec)
     return parsed.kind == "dense" and not parsed.args and not parsed.options
+
+
+def refusals(version: Version, champion: Version | None, verdict: GateVerdict | None) -> list[str]:
+    if verdict is None:
+        return [f"no gate: v{version.number} becomes champion only after a passing gate (--gate gate.json)"]
+    refusals = []
+    if not verdict.passed:
+        refusals.append(f"the gate {verdict.path} did not pass ({verdict.status}, exit {verdict.exit_code}"
+                        + (f": {'; '.join(verdict.failed)}" if verdict.failed else "") + ")")
+    if version.fingerprint not in verdict.candidate_fingerprints:
+        refusals.append(f"the gate's candidate {verdict.candidate} is not v{version.number} (fingerprint {version.fingerprint})")
+    if champion is not None and champion.fingerprint not in verdict.baseline_fingerprints:
+        refusals.append(f"the gate's baseline {verdict.baseline} is not the champion v{champion.number} "
+                        f"(fingerprint {champion.fingerprint})")
+    return refusals

@@ -8,6 +8,7 @@ store and every test works on a copy of that file (a fresh, already migrated reg
 from __future__ import annotations
 
 import contextlib
+import getpass
 import io
 import json
 import shutil
@@ -262,6 +263,30 @@ def test_force_needs_a_reason_and_is_recorded_with_who_and_why(
     assert record["via"].startswith("force (gate") and any("dimension" in r for r in record["overridden"])
     [row] = _audit_rows(ab_store)
     assert row[1:4] == ("alice", "promote", 0) and any("overridden: the gate" in r for r in row[4])
+
+
+def test_an_ab_decision_is_attached_and_its_experiment_named_in_the_audit(
+        registry_file: Path, tiny_model: Path, finetuned: Path, passing_gate: Path, tmp_path: Path) -> None:
+    from harness.registry import ModelRegistry
+
+    logs, db, decision = tmp_path / "logs", tmp_path / "ab.duckdb", tmp_path / "decision.json"
+    assert run("ab", "simulate", "--out", str(logs), "--users", "1500", "--days", "4", "--effect", "0.3", "--guardrail-margin", "0.3")[0] == 0
+    assert run("ab", "ingest", "--db", str(db), "--experiment", str(logs / "experiment.json"), str(logs / "*.jsonl"))[0] == 0
+    code, output = run("ab", "decide", "--db", str(db), "--no-daily", "--method", "fixed", "--who", "analyst", "--out", str(decision))
+    assert code == 0, output
+    _two_versions(registry_file, tiny_model, finetuned)
+    code, output = run("models", "promote", "--gate", str(passing_gate), "--result", str(decision), "--db", str(db),
+                       "--registry", str(registry_file))
+    assert code == 0, output
+    champion = ModelRegistry(str(registry_file)).get("champion")
+    judged = {j["kind"]: j for j in champion.judged}
+    assert set(judged) == {"gate", "ab-decision"} and judged["gate"]["status"] == "pass"
+    assert judged["ab-decision"]["decision"] == "promote" and judged["ab-decision"]["experiment"] == "exp-1"
+    # the store's audit: the A/B decision, then the promotion it led to, under the same experiment
+    rows = _audit_rows(db)
+    assert [(r[0], r[1], r[2]) for r in rows] == [("exp-1", "analyst", "promote"), ("exp-1", getpass.getuser(), "promote")]
+    inputs = json.loads(rows[1][5])
+    assert inputs["version"] == 2 and inputs["model"] == "embedder" and inputs["mlflow_run_id"]
 
 
 # ------------------------------------------------------------------------ bad input: one line, exit 3
