@@ -18,6 +18,7 @@ from harness.ab import pairs as P
 from harness.ab import schema
 from harness.ab import simulate as S
 from harness.errors import HarnessError
+from test_ab_analysis import exit_code as cli_exit_code
 
 HAND_PROPS = [1.0, 0.5, 0.25, 0.2, 0.1, 0.05]
 EXPERIMENT = {"experiment_id": "hand", "variants": ["control", "treatment"], "start": "2025-01-06T00:00:00Z",
@@ -25,13 +26,7 @@ EXPERIMENT = {"experiment_id": "hand", "variants": ["control", "treatment"], "st
 
 
 def exit_code(argv) -> int:
-    from harness.cli import main
-
-    try:
-        main([str(a) for a in argv])
-    except SystemExit as exc:
-        return exc.code or 0
-    return 0
+    return cli_exit_code([str(a) for a in argv])  # paths as the shell would pass them
 
 
 def exposure(event_id, variant, user, text, docs, ts):

@@ -89,26 +89,25 @@ def normalise_query(text: str) -> str:
     return " ".join(unicodedata.normalize("NFKC", text).casefold().split())
 
 
-def heldout_queries(folders: list[Path]) -> tuple[dict[str, str], list[dict[str, Any]]]:
+def heldout_queries(folders: list[Path]) -> tuple[set[str], list[dict[str, Any]]]:
     """The normalised texts of every query judged in a split other than ``train`` of each
-    dataset (normalised text -> "folder:split:query id"), and what was read."""
+    dataset, and what was read (path, dataset hash, each held-out split's hash, queries)."""
     from harness.data import load_dataset
 
-    texts: dict[str, str] = {}
+    texts: set[str] = set()
     described = []
     for folder in folders:
         dataset = load_dataset(folder)
         splits = [s for s in dataset.available_splits() if s != TRAINING_SPLIT]
         if not splits:
             raise HarnessError(f"--exclude-queries-of {folder}: no split but {TRAINING_SPLIT!r} to hold out")
-        hashes = {}
+        hashes, queries = {}, 0
         for name in splits:
             split = dataset.split(name)
             hashes[name] = split.hash
-            for qid in split.qrels:
-                texts.setdefault(normalise_query(dataset.queries[qid].text), f"{folder}:{name}:{qid}")
-        described.append({"path": str(folder), "dataset_hash": dataset.hash, "splits": hashes,
-                          "queries": sum(len(dataset.split(s).qrels) for s in splits)})
+            queries += len(split.qrels)
+            texts.update(normalise_query(dataset.queries[qid].text) for qid in split.qrels)
+        described.append({"path": str(folder), "dataset_hash": dataset.hash, "splits": hashes, "queries": queries})
     return texts, described
 
 
@@ -228,7 +227,7 @@ def build_pairs(con, opts: PairsOptions) -> tuple[dict[str, Any], list[dict[str,
     return header, rows
 
 
-def _collect(evidence, heldout: dict[str, str], cutoff: datetime | None, values: list[float], opts: PairsOptions,
+def _collect(evidence, heldout: set[str], cutoff: datetime | None, values: list[float], opts: PairsOptions,
              counts: Counter) -> dict[tuple[str, str, str], _Row]:
     """(split, normalised query, positive document) -> what its positive clicks say, from the
     exposures with a positive click; every exposure or click left out is counted."""
