@@ -24,6 +24,7 @@ from __future__ import annotations
 import getpass
 import json
 import os
+import re
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -88,6 +89,8 @@ class ModelRegistry:
 
     def __init__(self, uri: str | None = None, name: str = DEFAULT_MODEL) -> None:
         self.uri = registry_uri(uri)
+        if not re.fullmatch(r"[\w.\- ]+", name):
+            raise HarnessError(f"--name {name!r}: a registered model's name here is letters, digits, '_', '-', '.' and spaces")
         self.name = name
         # set before mlflow is imported: its telemetry decides at import time; a user's own setting wins
         os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
@@ -191,10 +194,11 @@ class ModelRegistry:
             "base_model": card.get("base_model", ""), "base_model_path": card.get("base_model_path", ""),
             "registered_by": who, "registered_at": now(), **{k: v for k, v in training.items() if isinstance(v, str)},
         }
-        with self._errors():
-            run = self._start_run(f"register {folder.name}", "register", who)
-            params = {"path": str(folder), "fingerprint": fingerprint, **{f"train.{k}": v for k, v in card.get("parameters", {}).items()},
-                      **{k: tags[k] for k in ("base_model", "base_model_path", "parent")}}
+        record: dict[str, Any] = {"event": "register", "by": who, "at": tags["registered_at"], "reason": f"registered {folder}",
+                                  "parent": parent.number if parent else None}
+        params = {"path": str(folder), "fingerprint": fingerprint, **{k: tags[k] for k in ("base_model", "base_model_path", "parent")},
+                  **{f"train.{k}": v for k, v in card.get("parameters", {}).items()}}
+        with self._event(f"register {folder.name}", record, who) as run:
             self._log(run, params=params, metrics=card_metrics(card))
             for name in CARD_FILES:
                 if (folder / name).is_file():
@@ -206,9 +210,7 @@ class ModelRegistry:
                 self.name, source=str(folder), run_id=run, description=f"{tags['kind']} at {folder}",
                 tags={PREFIX + k: v for k, v in tags.items()},
             )
-            number = int(created.version)
-            self._finish(run, {"event": "register", "version": number, "by": who, "at": tags["registered_at"],
-                               "reason": f"registered {folder}", "parent": parent.number if parent else None})
+            number = record["version"] = int(created.version)
         return self.get(number)
 
     def promote(self, ref: str | int = CHALLENGER, *, gate: Path | None = None, force: bool = False,
@@ -297,24 +299,17 @@ class ModelRegistry:
         """Run ``change`` inside an MLflow run that records the event (left FAILED if the
         change fails), then write the A/B store's audit row (``store``, opened before any
         check, so a bad one stops everything before any change) naming that run."""
-        with self._errors():
-            run = self._start_run(f"{record['event']} v{record['version']}", record["event"], who)
-            try:
-                change()
-            except BaseException:
-                self.client.set_terminated(run, "FAILED")
-                raise
-        if store is not None:
-            from harness.ab.decide import EXIT
-            from harness.ab.decide import record as record_decision
+        from harness.ab.decide import EXIT
+        from harness.ab.decide import record as record_decision
 
-            reasons = [record["reason"], f"via {record['via']}", *(f"overridden: {r}" for r in record.get("overridden", []))]
-            decision = {"decision": record["event"], "exit_code": EXIT[record["event"]],  # the table's codes: 0 promote, 1 roll back
-                        "treatments": [{"treatment": f"{self.name} v{record['version']}", "reasons": reasons, "metrics": numbers}]}
-            inputs = {"registry": self.uri, "model": self.name, "mlflow_run_id": run, **record}
-            record["audit_id"] = record_decision(store, experiment or f"model-registry:{self.name}", decision, inputs, who)
-        with self._errors():
-            self._finish(run, record)
+        with self._event(f"{record['event']} v{record['version']}", record, who) as run:
+            change()
+            if store is not None:
+                reasons = [record["reason"], f"via {record['via']}", *(f"overridden: {r}" for r in record.get("overridden", []))]
+                decision = {"decision": record["event"], "exit_code": EXIT[record["event"]],  # the table's: 0 promote, 1 roll back
+                            "treatments": [{"treatment": f"{self.name} v{record['version']}", "reasons": reasons, "metrics": numbers}]}
+                inputs = {"registry": self.uri, "model": self.name, "mlflow_run_id": run, **record}
+                record["audit_id"] = record_decision(store, experiment or f"model-registry:{self.name}", decision, inputs, who)
 
     def _attach(self, version: Version, evidence: list[Evidence], who: str) -> None:
         judged = version.judged
@@ -383,13 +378,21 @@ class ModelRegistry:
                 location = (database.parent / f"{database.stem}-artifacts").resolve().as_uri()
             return self.client.create_experiment(name, artifact_location=location)
 
-    def _start_run(self, title: str, event: str, who: str) -> str:
-        run = self.client.create_run(self._experiment(), run_name=title, tags={PREFIX + "event": event, "mlflow.user": who})
-        return run.info.run_id
-
-    def _finish(self, run: str, record: dict[str, Any]) -> None:
-        self.client.set_tag(run, PREFIX + "record", json.dumps(record))
-        self.client.set_terminated(run, "FINISHED")
+    @contextmanager
+    def _event(self, title: str, record: dict[str, Any], who: str):
+        """The MLflow run of one change: it says from its start what it does, ends FAILED
+        (and stays in the history) if the change fails, else FINISHED with ``record`` as
+        the change left it (version number, audit id)."""
+        with self._errors():
+            tags = {PREFIX + "event": record["event"], PREFIX + "record": json.dumps(record), "mlflow.user": who}
+            run = self.client.create_run(self._experiment(), run_name=title, tags=tags).info.run_id
+            try:
+                yield run
+            except BaseException:
+                self.client.set_terminated(run, "FAILED")
+                raise
+            self.client.set_tag(run, PREFIX + "record", json.dumps(record))
+            self.client.set_terminated(run, "FINISHED")
 
     def _log(self, run: str, params: dict[str, Any] | None = None, metrics: dict[str, float] | None = None) -> None:
         from mlflow.entities import Metric, Param

@@ -125,7 +125,7 @@ def test_the_arm_evaluates_with_a_tiny_model_and_keeps_its_filters(tiny_dataset:
     assert result.retriever(by_field).build_seconds >= result.retriever(dense).build_seconds
     assert result.retriever(by_field).latency["p95_ms"] > 0
 
-    from harness.stats import compare_results
+    from harness.comparison import compare_results
 
     table = compare_results(result, baseline=dense, n_resamples=99)["decision_table"][0]
     row = next(r for r in table["rows"] if r["arm"] == by_field)

@@ -7,9 +7,7 @@ store and every test works on a copy of that file (a fresh, already migrated reg
 
 from __future__ import annotations
 
-import contextlib
 import getpass
-import io
 import json
 import shutil
 import subprocess
@@ -19,22 +17,9 @@ from pathlib import Path
 import pytest
 
 from conftest import requires_minilm, write_beir
+from test_gate import run_main as run  # in process through harness.cli.main: errors exit 3
 
 # ------------------------------------------------------------------------ fixtures
-
-
-def run(*args: str) -> tuple[int, str]:
-    """In process through ``harness.cli.main`` (the installed entry point: errors exit 3)."""
-    from harness.cli import main
-
-    stream = io.StringIO()
-    with contextlib.redirect_stdout(stream), contextlib.redirect_stderr(stream):
-        try:
-            main(list(args))
-            code = 0
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else 1
-    return code, stream.getvalue()
 
 
 @pytest.fixture(scope="module")

@@ -124,7 +124,8 @@ def show(ref, registry, name, as_json) -> None:
         line = f"  {event['at']} {event['event']} v{event['version']}"
         if event.get("previous_champion"):
             line += f" (champion before: v{event['previous_champion']})"
-        click.echo(f"{line} by {event['by']} via {event['via']}: {event['reason']}")
+        unfinished = f" [{event['run_status']}: not completed]" if event["run_status"] != "FINISHED" else ""
+        click.echo(f"{line} by {event['by']} via {event['via']}: {event['reason']}{unfinished}")
     click.echo(f"  MLflow run {version.run_id} at {registry.uri}")
 
 
@@ -139,7 +140,7 @@ def show(ref, registry, name, as_json) -> None:
 @registry_option
 @name_option
 def register(model, parent, pairs, alias, results, who, registry, name) -> None:
-    """Register a model folder (``default``: the base MiniLM) with its fingerprint, lineage,
+    """Register a model folder (or default: the base MiniLM) with its fingerprint, lineage,
     card and training data; the same weights again give their version back.
 
     \b
