@@ -14,11 +14,12 @@ Spec: ``filter(first=SPEC[,field=KEY][,where=PREDICATES])``, at least one of
 The filter restricts the candidate set before the cut to k, so a query gets k results
 whenever k matching documents exist and the first stage can rank them. It cannot reach
 inside every first stage's index (hybrids, rerankers), so it searches the first stage
-deep enough instead: first ``k * N / M`` documents (N in the corpus, M that pass), doubling
-until k of them pass the filter, the first stage has nothing more to return, or the whole
-corpus was searched. For an exact dense index that is the same top k as filtering inside
-the index. The depths it searched are in the description; the order of the hits is the
-first stage's, by the harness's one tie rule (``Run.ranking``).
+deep enough instead: first the least ``k * 2^j`` at or above ``k * N / M`` documents (N in
+the corpus, M that pass for the query), doubling until k of them pass the filter, the
+first stage has nothing more to return, or the whole corpus was searched. For an exact
+dense index that is the same top k as filtering inside the index. The depths it searched
+are in the description; the order of the hits is the first stage's, by the harness's one
+tie rule (``Run.ranking``).
 
 The filter needs the queries' metadata, which the retriever interface does not carry:
 :func:`attach_metadata` gives it (``harness.evaluate`` calls it when the data is loaded,
@@ -27,7 +28,6 @@ so a field no record carries is an error before any model loads).
 
 from __future__ import annotations
 
-import math
 import statistics
 import time
 import warnings
@@ -140,14 +140,18 @@ class FilterRetriever(Retriever):
         return self._answer({query_id: text}, k)[0][query_id]
 
     def _answer(self, queries: Mapping[str, str], k: int) -> tuple[dict[str, dict[str, float]], dict[str, float]]:
+        """Search the first stage deeper for each query until k of its allowed documents
+        survive, the first stage returns fewer than asked, or the whole corpus was searched.
+        Queries that start at the same depth share one first-stage search (one latency
+        sample, for dense first stages). A query's latency is every search it took plus the
+        filtering, where the first stage timed all of them."""
         if self._query_values is None:
             raise HarnessError(
                 f"{self.spec}: the filter needs the queries' metadata, which harness eval and harness gate give it "
                 "(harness.adapters.filter.attach_metadata)"
             )
-        groups: dict[frozenset[str] | None, list[str]] = {}
-        for query_id in queries:
-            groups.setdefault(self._allowed(query_id, self._query_values), []).append(query_id)
+        corpus_size = len(self._indexed_ids or ())
+        allowed = {query_id: self._allowed(query_id, self._query_values) for query_id in queries}
         unfiltered = sum(1 for query_id in queries if query_id in self._without_field)
         if unfiltered:
             warnings.warn(
@@ -155,50 +159,38 @@ class FilterRetriever(Retriever):
                 "searched without that filter (counted in the result as queries_without_field)",
                 stacklevel=3,
             )
+        pending: dict[int, list[str]] = {}
+        for query_id in queries:
+            pending.setdefault(_start_depth(allowed[query_id], k, corpus_size), []).append(query_id)
         scores: dict[str, dict[str, float]] = {}
-        latency: dict[str, float] = {}
-        for allowed, query_ids in groups.items():
-            self._search_group(query_ids, allowed, queries, k, scores, latency)
-        return {query_id: scores[query_id] for query_id in queries}, latency
-
-    def _search_group(
-        self, query_ids: list[str], allowed: frozenset[str] | None, queries: Mapping[str, str], k: int,
-        scores: dict[str, dict[str, float]], latency: dict[str, float],
-    ) -> None:
-        """Search the first stage deeper until k documents of ``allowed`` survive for each
-        query, the first stage returns fewer than asked, or the whole corpus was searched.
-        A query's latency is every search it took plus the filtering, where the first
-        stage timed all of them (dense first stages time a sample of the queries)."""
-        corpus_size = len(self._indexed_ids or ())
-        wanted = min(k, corpus_size if allowed is None else len(allowed))
-        # nothing to restrict, or nothing to find (searched once all the same, for its latency): k deep
-        depth = min(corpus_size, max(k, math.ceil(k * corpus_size / len(allowed))) if allowed else k)
-        spent = dict.fromkeys(query_ids, 0.0)
-        pending, rounds = query_ids, 0
+        spent = dict.fromkeys(queries, 0.0)
+        rounds = dict.fromkeys(queries, 0)
         while pending:
-            run = self.first.search({query_id: queries[query_id] for query_id in pending}, depth)
-            rounds += 1
-            deeper = []
-            for query_id in pending:
+            depth = min(pending)
+            query_ids = pending.pop(depth)
+            run = self.first.search({query_id: queries[query_id] for query_id in query_ids}, depth)
+            for query_id in query_ids:
+                rounds[query_id] += 1
                 started = time.perf_counter()
                 ranked = run.ranking(query_id)
-                kept = ranked[:k] if allowed is None else [doc_id for doc_id in ranked if doc_id in allowed][:k]
+                passing = allowed[query_id]
+                kept = ranked[:k] if passing is None else [doc_id for doc_id in ranked if doc_id in passing][:k]
                 filter_ms = (time.perf_counter() - started) * 1000.0
                 if query_id in spent and query_id in run.latency_ms:
                     spent[query_id] += run.latency_ms[query_id] + filter_ms
                 else:
                     spent.pop(query_id, None)
+                wanted = min(k, corpus_size if passing is None else len(passing))
                 if len(kept) < wanted and len(ranked) >= depth and depth < corpus_size:
-                    deeper.append(query_id)
+                    pending.setdefault(min(corpus_size, depth * 2), []).append(query_id)
                     continue
                 scores[query_id] = {doc_id: run.scores[query_id][doc_id] for doc_id in kept}
-                self._depth[query_id], self._rounds[query_id] = depth, rounds
+                self._depth[query_id], self._rounds[query_id] = depth, rounds[query_id]
                 if len(kept) < k:
                     self._short_of_k.add(query_id)
                 else:
                     self._short_of_k.discard(query_id)
-            pending, depth = deeper, min(corpus_size, depth * 2)
-        latency.update(spent)
+        return {query_id: scores[query_id] for query_id in queries}, spent
 
     def components(self) -> list[Retriever]:
         return [self.first]
@@ -210,8 +202,8 @@ class FilterRetriever(Retriever):
             "kind": "filter",
             "field": self.field,
             "where": self.where,
-            "method": "pre-filter: the first stage searched from k*N/M documents deep (M of N pass), doubling until "
-            "k pass or none are left; its index and embeddings used as they are",
+            "method": "pre-filter: the first stage searched k*2^j >= k*N/M documents deep (M of N pass), doubling "
+            "until k pass or none are left; its index and embeddings used as they are",
             "training": "none",
             "re_embedding": "none",
             "filter_seconds": round(self.filter_seconds, 3),
@@ -225,6 +217,16 @@ class FilterRetriever(Retriever):
             "search_rounds_max": max(self._rounds.values()) if self._rounds else None,
             "first": self.first.describe(),
         }
+
+
+def _start_depth(allowed: frozenset[str] | None, k: int, corpus_size: int) -> int:
+    """How deep to search first: k where nothing restricts the query or nothing can pass
+    (searched all the same, for its latency), else the least k * 2^j >= k * N / M, so
+    queries of similar selectivity share a search and the next depth is the double."""
+    depth = min(k, corpus_size)
+    while allowed and depth < corpus_size and depth * len(allowed) < k * corpus_size:
+        depth *= 2
+    return min(depth, corpus_size)
 
 
 def attach_metadata(retrievers: Iterable[Retriever], documents: Mapping[str, WithMetadata],

@@ -41,11 +41,11 @@ def test_bad_filter_specs(text: str, message: str, tmp_path: Path) -> None:
 
 
 def skewed_corpus(root: Path) -> Path:
-    """16 'network' documents that BM25 ranks above the 4 'billing' ones for the query, no
+    """32 'network' documents that BM25 ranks above the 8 'billing' ones for the query, no
     two with the same score."""
     (root / "qrels").mkdir(parents=True)
-    docs = [(f"n{i:02d}", "network", " ".join(["invoice"] * 6 + ["gateway"] * (i + 1))) for i in range(16)]
-    docs += [(f"b{i}", "billing", " ".join(["invoice"] + ["ledger"] * (i + 4))) for i in range(4)]
+    docs = [(f"n{i:02d}", "network", " ".join(["invoice"] * 6 + ["gateway"] * (i + 1))) for i in range(32)]
+    docs += [(f"b{i}", "billing", " ".join(["invoice"] + ["ledger"] * (i + 4))) for i in range(8)]
     corpus = [{"_id": doc_id, "title": "", "text": text, "metadata": {"subdomain": sub}} for doc_id, sub, text in docs]
     queries = [
         {"_id": "billing-q", "text": "invoice", "metadata": {"subdomain": "billing"}},
@@ -66,19 +66,20 @@ def test_it_searches_deeper_until_k_matching_documents_survive(tmp_path: Path) -
     texts = {qid: query.text for qid, query in data.queries.items()}
     with pytest.warns(UserWarning, match=r"1 of 2 queries have no 'subdomain' metadata: searched without that filter"):
         run = arm.search(texts, k=3)
-    # k*N/M = 3*20/4 = 15 deep holds network documents only; the second search, 20 deep, finds billing
-    full = arm.first.search(texts, 20)
+    # the first depth k*2^j >= k*N/M = 3*40/8 is 24, which holds network documents only;
+    # the second search, the whole corpus deep, finds billing
+    full = arm.first.search(texts, 40)
     reference = [doc for doc in full.ranking("billing-q") if doc.startswith("b")][:3]
     assert run.ranking("billing-q") == reference and len(reference) == 3
     assert run.ranking("bare-q") == full.ranking("bare-q")[:3]  # not filtered
     info = arm.describe()
     assert info["queries_without_field"] == 1 and info["queries_without_field_examples"] == ["bare-q"]
-    assert info["searched_depth"] == {"min": 3, "median": 11.5, "max": 20} and info["search_rounds_max"] == 2
+    assert info["searched_depth"] == {"min": 3, "median": 21.5, "max": 40} and info["search_rounds_max"] == 2
     assert info["queries_short_of_k"] == 0 and info["training"] == "none" and info["re_embedding"] == "none"
     assert set(run.latency_ms) == {"billing-q", "bare-q"}
     # fewer matching documents than k: all of them, counted
     run = arm.search({"billing-q": "invoice"}, k=10)
-    assert sorted(run.ranking("billing-q")) == ["b0", "b1", "b2", "b3"] and arm.describe()["queries_short_of_k"] == 1
+    assert sorted(run.ranking("billing-q")) == [f"b{i}" for i in range(8)] and arm.describe()["queries_short_of_k"] == 1
 
 
 def test_a_filter_needs_the_queries_metadata(tiny_dataset: Path, tmp_path: Path) -> None:
