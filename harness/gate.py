@@ -31,7 +31,7 @@ def policy_metrics(policy: Policy) -> list[str]:
 def obtain_result(policy: Policy, out: Path | None = None):
     """Read the result files the policy names, or evaluate baseline and candidate."""
     from harness.results import read_eval_result
-    from harness.stats import merge_results
+    from harness.comparison import merge_results
 
     if policy.results:
         return merge_results([read_eval_result(p) for p in policy.results], [str(p) for p in policy.results])
@@ -52,9 +52,10 @@ def obtain_result(policy: Policy, out: Path | None = None):
 def run_gate(policy: Policy, result) -> dict[str, Any]:
     """Judge every check of the policy on an evaluation result; returns the gate result body."""
     from harness import stats
+    from harness.comparison import find_spec
 
-    baseline = stats.find_spec(result, policy.baseline)
-    candidate = stats.find_spec(result, policy.candidate)
+    baseline = find_spec(result, policy.baseline)
+    candidate = find_spec(result, policy.candidate)
     sampled: dict[str, list[str]] = {}
     comparisons: dict[int, stats.Comparison] = {}
     for i, check in enumerate(policy.checks):
@@ -174,7 +175,7 @@ def _judge_non_inferiority(check: Check, c, policy: Policy) -> dict[str, Any]:
 
 
 def _judge_budget(check: Check, result, candidate: str) -> dict[str, Any]:
-    from harness.stats import arm_costs
+    from harness.comparison import arm_costs
 
     costs = arm_costs(result, candidate)
     key = {"p95_latency_ms": "p95_ms", "build_seconds": "build_seconds", "dimension": "dimension"}[check.budget]

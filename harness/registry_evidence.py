@@ -137,7 +137,7 @@ def read_gate(path: Path) -> GateVerdict:
 
 def _judged_evaluation(gate: Path, sources: list[Path], document: dict[str, Any]):
     from harness.results import read_eval_result
-    from harness.stats import merge_results
+    from harness.comparison import merge_results
 
     missing = [str(p) for p in sources if not p.is_file()]
     if missing:

@@ -1,4 +1,4 @@
-"""harness.stats against known answers, and the calibration acceptance on seeded simulations."""
+"""harness.stats and harness.comparison against known answers, and the calibration acceptance on seeded simulations."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from scipy.stats import norm, ttest_rel
 
-from harness import stats
+from harness import comparison, stats
 from harness.errors import HarnessError
 from harness.results import EvalResult, RetrieverResult, SuiteResult
 
@@ -160,7 +160,7 @@ def make_result(n: int = 120, seed: int = 0) -> EvalResult:
 
 
 def test_compare_results_on_a_hand_built_result() -> None:
-    body = stats.compare_results(make_result(), "bm25", n_resamples=999, margin=0.001)
+    body = comparison.compare_results(make_result(), "bm25", n_resamples=999, margin=0.001)
     by_arm = {c["candidate"]: c for c in body["comparisons"]}
     assert by_arm["dense"]["significant"] and by_arm["dense"]["ci_low"] > 0
     assert by_arm["dense(dim=16)"]["significant"] and by_arm["dense(dim=16)"]["ci_high"] < 0
@@ -177,7 +177,7 @@ def test_merge_refuses_another_dataset() -> None:
     a, b = make_result(), make_result()
     b.dataset = {"name": "other", "hash": "def"}
     with pytest.raises(HarnessError, match="another dataset"):
-        stats.merge_results([a, b], ["a.json", "b.json"])
+        comparison.merge_results([a, b], ["a.json", "b.json"])
 
 
 # ---------------------------------------------------------------------------- calibration

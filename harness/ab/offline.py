@@ -26,7 +26,7 @@ PREFERRED_METRICS = ("ndcg@10", "ndcg_cut_10", "mrr@10", "recall@10", "map@10")
 def variant_specs(exp_variants: list[str], result, mapping: dict[str, str] | None) -> dict[str, str]:
     """variant -> retriever spec as the result spells it: the mapping given (or recorded
     by ``ab simulate`` in experiment.json), else variants named after the specs."""
-    from harness.stats import find_spec
+    from harness.comparison import find_spec
 
     out = {}
     for v in exp_variants:

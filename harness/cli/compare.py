@@ -49,7 +49,7 @@ def compare(results, baseline, candidates, metrics, suites, data, retrievers, sp
     from harness import provenance
     from harness.errors import HarnessError
     from harness.results import read_eval_result
-    from harness.stats import compare_results, merge_results
+    from harness.comparison import compare_results, merge_results
     from harness.reports import markdown, terminal
     from harness.reports.sections import command_section
 
