@@ -105,3 +105,33 @@ def test_a_variant_of_a_single_user_is_a_clear_error(logs, capsys):
     assert exit_code(["ab", "ingest", "--db", db, "--experiment", str(logs / "experiment.json"), str(logs / "two.jsonl")]) == 0
     assert error_of(["ab", "analyze", "--db", db, "--no-daily"], capsys) == (
         "error: too few users to analyse: variant(s) 'A' (1), 'B' (1) have fewer than 2 users with queries in the window")
+
+
+def test_a_run_file_is_read_in_the_one_ranking_order(tmp_path):
+    from harness.adapters.base import Run
+    from harness.cli.ab_rankings import read_trec_run
+
+    scores = {"q1": {"d1": 2.0, "d3": 1.0, "d2": 1.0, "d10": 1.0}, "q2": {"a": 0.5, "b": 0.5}}
+    # written in an order of its own (ties by id ascending, a rank column that disagrees)
+    lines = ["q1 Q0 d1 1 2.0 x", "q1 Q0 d10 2 1.0 x", "q1 Q0 d2 3 1.0 x", "q1 Q0 d3 4 1.0 x", "q2 Q0 a 1 0.5 x", "q2 Q0 b 2 0.5 x"]
+    path = tmp_path / "run.trec"
+    path.write_text("\n".join(lines) + "\n")
+    read = read_trec_run(path)
+    run = Run("x", scores)
+    assert read == {"q1": run.ranking("q1"), "q2": run.ranking("q2")}
+    assert read["q1"] == ["d1", "d3", "d2", "d10"] and read["q2"] == ["b", "a"]  # trec_eval: score, then id, descending
+
+
+@pytest.mark.parametrize(("second", "message"), [
+    ("q1 Q0 d1 2 0.5 x", "run.trec:2: document 'd1' is listed twice for query 'q1' (first on line 1)"),
+    ("q1 Q0 d2 2 nan x", "run.trec:2: score 'nan' is not a finite number"),
+])
+def test_a_run_file_that_cannot_rank_is_an_error(second, message, tmp_path):
+    from harness.cli.ab_rankings import read_trec_run
+    from harness.errors import HarnessError
+
+    path = tmp_path / "run.trec"
+    path.write_text("q1 Q0 d1 1 1.0 x\n" + second + "\n")
+    with pytest.raises(HarnessError) as caught:
+        read_trec_run(path)
+    assert str(caught.value) == f"{path.parent}/{message}"

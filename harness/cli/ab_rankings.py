@@ -43,12 +43,18 @@ def dataset_rankings(data, retrievers, runs, split, cache_dir, variants):
 
 
 def read_trec_run(path: Path) -> dict[str, list[str]]:
-    """A TREC run file (``qid Q0 docid rank score tag``) as qid -> doc ids by score."""
+    """A TREC run file (``qid Q0 docid rank score tag``) as qid -> doc ids in the harness's
+    one ranking order (``harness.adapters.base.ranked``, trec_eval's: score descending, then
+    doc id descending); the rank column is not read, as trec_eval does not read it."""
+    import math
+
+    from harness.adapters.base import ranked
     from harness.errors import located
 
     if not path.is_file():
         raise HarnessError(f"{path}: run file does not exist")
-    scored: dict[str, list[tuple[float, str]]] = {}
+    scores: dict[str, dict[str, float]] = {}
+    first_line: dict[tuple[str, str], int] = {}
     with path.open(encoding="utf-8") as fh:
         for n, line in enumerate(fh, 1):
             parts = line.split()
@@ -56,9 +62,15 @@ def read_trec_run(path: Path) -> dict[str, list[str]]:
                 continue
             if len(parts) != 6:
                 raise located(path, n, f"expected 6 fields (qid Q0 docid rank score tag), got {len(parts)}")
+            qid, _, doc_id, _, score_text, _ = parts
             try:
-                score = float(parts[4])
+                score = float(score_text)
             except ValueError as exc:
-                raise located(path, n, f"score {parts[4]!r} is not a number") from exc
-            scored.setdefault(parts[0], []).append((score, parts[2]))
-    return {q: [d for _, d in sorted(v, key=lambda x: (-x[0], x[1]))] for q, v in scored.items()}
+                raise located(path, n, f"score {score_text!r} is not a number") from exc
+            if not math.isfinite(score):
+                raise located(path, n, f"score {score_text!r} is not a finite number")
+            if (qid, doc_id) in first_line:
+                raise located(path, n, f"document {doc_id!r} is listed twice for query {qid!r} (first on line {first_line[qid, doc_id]})")
+            first_line[qid, doc_id] = n
+            scores.setdefault(qid, {})[doc_id] = score
+    return {qid: ranked(hits) for qid, hits in scores.items()}
