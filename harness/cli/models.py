@@ -60,28 +60,22 @@ def _refusing(action):
 @name_option
 @json_option
 def list_versions(registry, name, as_json) -> None:
-    """Every version: aliases, fingerprint, parent, what judged it, where it is.
+    """Every version: fingerprint, aliases, parent, what judged it, where it is.
 
     \b
     Example:
       harness models list --registry models.db
     """
-    from rich.console import Console
-    from rich.table import Table
-
     versions = _open(registry, name).versions()
     if as_json:
         click.echo(json.dumps([v.to_dict() for v in versions], indent=1))
         return
-    table = Table(title=f"{name} ({len(versions)} versions)")
-    for column in ("version", "aliases", "fingerprint", "parent", "kind", "judged", "path"):
-        table.add_column(column)
+    click.echo(f"{name}: {len(versions)} version(s)")
     for v in versions:
-        judged = ", ".join(f"{j['kind']}" + (f" {j['status']}" if "status" in j else "") + (f" {j['decision']}" if "decision" in j else "")
-                           for j in v.judged)
-        table.add_row(f"v{v.number}", ", ".join(v.aliases), v.fingerprint, f"v{v.parent}" if v.parent else "",
-                      v.tags.get("harness.kind", ""), judged, v.path)
-    Console().print(table)
+        judged = ", ".join(j["kind"] + "".join(f" {j[k]}" for k in ("status", "decision") if k in j) for j in v.judged)
+        fields = [f"v{v.number}", v.fingerprint, ",".join(v.aliases) or "-", f"parent v{v.parent}" if v.parent else "no parent",
+                  v.tags.get("harness.kind", "model"), f"judged by {judged}" if judged else "not judged", v.path]
+        click.echo("  " + "  ".join(fields))
 
 
 @models.command("show")
