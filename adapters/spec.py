@@ -7,6 +7,7 @@ Grammar (whitespace around tokens is ignored)::
     arg    := key '=' value | spec
     value  := spec | quoted | bare
     bare   := characters other than , ( ) = quotes and spaces; may contain ':' '/' '.' '-' '~'
+              (an option's value may contain '=' too: where=date>=2025-01-01)
     quoted := '...' or "..."   (for paths holding commas, parentheses or spaces)
 
 Argument lists nest at most ``MAX_NESTING`` (32) deep; deeper is an error, not a
@@ -22,6 +23,7 @@ Examples::
     hybrid(bm25,dense:default)   (reciprocal rank fusion)
     hybrid(bm25,dense,method=wsum,norm=min-max,weights=0.3;0.7)
     rerank(models/ce,top=100,first=dense:models/ft)
+    filter(first=dense,field=subdomain,where=date>=2025-01-01)
 
 ``Spec.parse`` returns a tree; ``str(spec)`` renders it back in canonical form, so the
 same retriever is written the same way in results, reports and policies.

@@ -23,6 +23,8 @@ def test_the_spec_reads_predicates_as_written() -> None:
         assert str(Spec.parse(text)) == text
     spec = Spec.parse("filter(first=dense:m(dim=64),field=subdomain,where=date>=2025-01-01T10:00)")
     assert spec.option("where") == "date>=2025-01-01T10:00" and str(spec.option_spec("first")) == "dense:m(dim=64)"
+    # a quoted value reads without its quotes (spaces, commas)
+    assert Spec.parse("filter(first=bm25,where='date >= 2025-01-01 & type = runbook')").option("where") == "date >= 2025-01-01 & type = runbook"
 
 
 @pytest.mark.parametrize(

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import click
 
-from harness.cli.options import cache_option, device_option, seed_option
+from harness.cli.options import OutputPath, cache_option, device_option, seed_option
 from harness.errors import HarnessError
 
 BASE = "dense"
@@ -230,7 +230,7 @@ def _first_reason(decision: dict) -> str:
 
 
 @click.command("demo")
-@click.option("--out", type=click.Path(path_type=Path), default=Path("demo-out"), show_default=True, help="Output folder.")
+@click.option("--out", type=OutputPath(), default=Path("demo-out"), show_default=True, help="Output folder.")
 @click.option("--data", type=click.Path(path_type=Path), help="Run the pipeline on this BEIR folder instead of the embedded demo dataset.")
 @click.option("--stage", "stages", multiple=True, type=click.Choice(list(STAGES)), help="Run only these stages (repeatable).")
 @cache_option
