@@ -135,3 +135,13 @@ def test_a_run_file_that_cannot_rank_is_an_error(second, message, tmp_path):
     with pytest.raises(HarnessError) as caught:
         read_trec_run(path)
     assert str(caught.value) == f"{path.parent}/{message}"
+
+
+def test_interleaved_rankings_are_written_whole(tiny_dataset, tmp_path, capsys):
+    out = tmp_path / "il" / "interleaved.jsonl"
+    argv = ["ab", "interleave", "--data", str(tiny_dataset), "--retriever", "bm25", "--retriever", "bm25(k1=0.9,b=0.4)",
+            "--out", str(out), "--cache", str(tmp_path / "cache")]
+    assert exit_code(argv) == 0
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert rows and all(row["doc_ids"] for row in rows)
+    assert [p.name for p in out.parent.iterdir()] == ["interleaved.jsonl"]  # nothing staged left beside it

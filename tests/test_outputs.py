@@ -105,6 +105,35 @@ def test_an_out_that_cannot_be_written_is_one_line_exit_3_before_any_work(tmp_pa
     assert blocker.read_text() == "not a folder\n"
 
 
+
+@pytest.mark.parametrize(("command", "folder"), [
+    ("ab simulate", True), ("demo", True), ("ab analyze", False), ("ab decide", False), ("ab interleave", False),
+])
+@pytest.mark.parametrize("place", ["the wrong kind", "under a file"])
+def test_an_ab_or_demo_out_that_cannot_be_written_is_one_line_exit_3_before_any_work(
+    tmp_path: Path, command: str, folder: bool, place: str
+) -> None:
+    blocker = tmp_path / "blocker.txt"
+    blocker.write_text("not a folder\n")
+    target = (blocker if folder else tmp_path) if place == "the wrong kind" else blocker / "out"
+    missing = str(tmp_path / "no-such-input")  # were any work done first, this would be the error
+    args = {
+        "ab simulate": ["ab", "simulate", "--data", missing, "--retriever", "bm25", "--retriever", "dense"],
+        "demo": ["demo", "--data", missing],
+        "ab analyze": ["ab", "analyze", "--db", missing],
+        "ab decide": ["ab", "decide", "--db", missing],
+        "ab interleave": ["ab", "interleave", "--data", missing, "--retriever", "bm25", "--retriever", "dense"],
+    }[command]
+    code, output = run_main(*args, "--out", str(target))
+    assert code == 3, output
+    expected = {
+        "the wrong kind": "is a file, not a folder" if folder else "is a folder, not a file",
+        "under a file": f"{blocker} is a file, not a folder",
+    }[place]
+    assert output.strip() == f"error: --out {target}: {expected}", output
+    assert blocker.read_text() == "not a folder\n"
+
+
 # ---------------------------------------------------------------------------- eval: result and runs together
 
 

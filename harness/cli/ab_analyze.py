@@ -18,7 +18,7 @@ from harness.cli.ab_options import (
     parquet_option,
     write_result,
 )
-from harness.cli.options import seed_option
+from harness.cli.options import OutputPath, seed_option
 from harness.errors import HarnessError
 
 
@@ -63,7 +63,7 @@ def print_analysis(res: dict) -> None:
 @db_option
 @parquet_option
 @experiment_option
-@click.option("--out", "out", type=click.Path(path_type=Path), help="Write the ab-analysis result (JSON) here.")
+@click.option("--out", "out", type=OutputPath(folder=False), help="Write the ab-analysis result (JSON) here.")
 @click.option("--offline", "offline", type=click.Path(path_type=Path),
               help="An offline eval result of the variants' retrievers: report whether it predicted the online effect.")
 @click.option("--offline-map", "offline_map", multiple=True,

@@ -15,7 +15,7 @@ from harness.cli.ab_options import (
     parquet_option,
     write_result,
 )
-from harness.cli.options import seed_option
+from harness.cli.options import OutputPath, seed_option
 from harness.errors import HarnessError
 
 
@@ -27,7 +27,7 @@ from harness.errors import HarnessError
 @click.option("--method", type=click.Choice(["sequential", "fixed"]), default="sequential", show_default=True,
               help="sequential: always-valid intervals, valid whenever you look; fixed: only at the planned end.")
 @click.option("--who", help="Who decides (default: the login name), for the audit table.")
-@click.option("--out", "out", type=click.Path(path_type=Path), help="Write the ab-decision result (JSON) here.")
+@click.option("--out", "out", type=OutputPath(folder=False), help="Write the ab-decision result (JSON) here.")
 @analysis_options
 @seed_option
 def decide(db, parquet, experiment_id, analysis_file, method, who, out, dwell, propensity, alpha, mde, no_cuped,

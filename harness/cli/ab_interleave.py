@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from harness.cli.ab_options import db_option, experiment_option, fmt, open_logs, parquet_option, write_result
-from harness.cli.options import cache_option, device_option, seed_option
+from harness.cli.options import OutputPath, cache_option, device_option, seed_option
 from harness.errors import HarnessError
 
 
@@ -22,7 +22,7 @@ from harness.errors import HarnessError
 @db_option
 @parquet_option
 @experiment_option
-@click.option("--out", "out", type=click.Path(path_type=Path), help="Interleaved rankings (JSONL) or the analysis (JSON).")
+@click.option("--out", "out", type=OutputPath(folder=False), help="Interleaved rankings (JSONL) or the analysis (JSON).")
 @click.option("--alpha", type=float, default=0.05, show_default=True)
 @seed_option
 @device_option
@@ -42,6 +42,7 @@ def interleave(data, retrievers, runs, split, cache_dir, db, parquet, experiment
     from harness.ab import schema
     from harness.ab.analysis import Options
     from harness.cli.ab_rankings import dataset_rankings
+    from harness.files import staged
 
     console = Console()
     if data is not None:
@@ -51,8 +52,8 @@ def interleave(data, retrievers, runs, split, cache_dir, db, parquet, experiment
         if len(names) != 2:
             raise HarnessError("interleaving takes exactly two rankers")
         rows = il.interleave_runs(rankings[names[0]], rankings[names[1]], seed=seed, names=(names[0], names[1]))
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+        with staged(out) as (partial,):
+            partial.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
         console.print(f"wrote {len(rows)} interleaved rankings of {names[0]} and {names[1]} to {out}")
         return
     con = open_logs(db, parquet)

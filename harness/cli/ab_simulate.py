@@ -7,12 +7,12 @@ from pathlib import Path
 
 import click
 
-from harness.cli.options import cache_option, device_option, seed_option
+from harness.cli.options import OutputPath, cache_option, device_option, seed_option
 from harness.errors import HarnessError
 
 
 @click.command()
-@click.option("--out", "out", type=click.Path(path_type=Path), required=True, help="Output folder for experiment.json and the logs.")
+@click.option("--out", "out", type=OutputPath(), required=True, help="Output folder for experiment.json and the logs.")
 @click.option("--data", "data", type=click.Path(path_type=Path), help="A BEIR dataset: serve its queries, judge with its qrels (default: synthetic).")
 @click.option("--retriever", "retrievers", multiple=True, help="A retriever spec per variant (repeatable, with --data).")
 @click.option("--run", "runs", multiple=True, help="VARIANT=FILE: a TREC run file per variant instead of a retriever (repeatable, with --data).")
