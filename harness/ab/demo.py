@@ -6,7 +6,6 @@ code of the decision (0 promote, 1 roll back, 2 hold).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +16,7 @@ def run_demo(out: str | Path, seed: int = 0, users: int = 4000, days: int = 7) -
     from harness import provenance
     from harness.ab import analysis, decide, ingest, schema
     from harness.ab import simulate as sim
+    from harness.files import staged, write_json
 
     out = Path(out)
     logs = out / "ab-logs"
@@ -35,8 +35,9 @@ def run_demo(out: str | Path, seed: int = 0, users: int = 4000, days: int = 7) -
         decide.record(con, exp.experiment_id, verdict, {"demo": True, "db": str(db)}, who="harness demo")
     finally:
         con.close()
-    for kind, body, name in (("ab-analysis", res, "ab-analysis.json"), ("ab-decision", {"decision": verdict}, "ab-decision.json")):
-        doc = {"schema_version": 1, "kind": kind, "provenance": provenance.collect(seed=seed)} | body
-        (out / name).write_text(json.dumps(doc, indent=1, default=str) + "\n", encoding="utf-8")
+    # the analysis and the decision drawn from it appear together or not at all
+    with staged(out / "ab-analysis.json", out / "ab-decision.json") as files:
+        for kind, body, path in zip(("ab-analysis", "ab-decision"), (res, {"decision": verdict}), files, strict=True):
+            write_json(path, {"schema_version": 1, "kind": kind, "provenance": provenance.collect(seed=seed)} | body, default=str)
     return {"ingest": [r.to_json() for r in reports], "decision": verdict["decision"], "exit_code": verdict["exit_code"],
             "files": [str(db), str(out / "ab-analysis.json"), str(out / "ab-decision.json")]}
