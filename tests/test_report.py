@@ -436,3 +436,20 @@ def test_commands_write_their_forms_from_the_document(eval_file: Path, compare_a
     printed = io.StringIO()
     terminal.print_console(command_section(str(eval_file), json.loads(eval_file.read_text())), Console(file=printed, width=160))
     assert "heldout:test: 5 queries" in printed.getvalue() and "dataset tiny" in printed.getvalue()
+
+
+def test_the_report_command_refuses_a_result_the_gate_would_refuse(eval_file: Path, tmp_path: Path, capsys) -> None:
+    data = json.loads(eval_file.read_text())
+    suite = data["suites"][0]
+    query = suite["query_ids"][0]
+    suite["per_query"][SPECS[1]]["ndcg@10"][query] = float("nan")
+    broken = tmp_path / "result.json"
+    broken.write_text(json.dumps(data, indent=1))  # json writes the NaN literal
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exited:
+        cli_main(["report", str(broken), "--html", str(tmp_path / "r.html"), "--quiet"])
+    assert exited.value.code == 3
+    error = capsys.readouterr().err.strip()
+    line = next(n for n, text in enumerate(broken.read_text().splitlines(), 1) if f'"{query}": NaN' in text)
+    assert error == f"error: {broken}:{line}: suite {suite['name']}, retriever {SPECS[1]}, ndcg@10, query {query}: NaN is not a finite number"
+    assert not (tmp_path / "r.html").exists()

@@ -28,6 +28,18 @@ def resolve(paths: tuple[Path, ...]) -> list[Path]:
     return resolved
 
 
+def check_results(paths: list[Path]) -> None:
+    """Evaluation results get the per-query checks ``harness compare`` and ``harness gate``
+    make (``harness.results.read_eval_result``), so a NaN, missing or out-of-range score is
+    an error naming the file, suite, retriever, metric and query, not a figure in a report."""
+    from harness.reports.sections.training import is_model_folder
+    from harness.results import read_eval_result, read_result
+
+    for path in paths:
+        if not is_model_folder(path) and read_result(path)["kind"] == "eval":
+            read_eval_result(path)
+
+
 @click.command("report")
 @click.argument("results", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--html", "html_path", type=OutputPath(folder=False), help="Write one self-contained HTML file here.")
@@ -53,7 +65,9 @@ def report(results, html_path, markdown_path, json_path, title, quiet) -> None:
     from harness.files import staged, write_json
     from harness.reports.sections import build_report
 
-    document = build_report(resolve(results), title=title)
+    paths = resolve(results)
+    check_results(paths)  # before any rendering
+    document = build_report(paths, title=title)
     if not quiet:
         from harness.reports.terminal import print_report
 
