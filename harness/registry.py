@@ -66,9 +66,10 @@ class Version:
                 "parent": self.parent, "aliases": self.aliases, "run_id": self.run_id, "tags": tags, "judged": self.judged}
 
 
-def registry_uri(value: str | None = None) -> str:
+def registry_uri(value: str | None = None, create: bool = False) -> str:
     """A tracking URI as given; a plain path is an SQLite file (the embedded default:
-    ``$MLFLOW_TRACKING_URI`` if set, else ``mlflow.db`` here)."""
+    ``$MLFLOW_TRACKING_URI`` if set, else ``mlflow.db`` here), made only with ``create``
+    (registering), so that reading a mistyped path does not leave an empty registry."""
     value = value or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_REGISTRY
     if "://" in value or value.startswith("databricks"):
         return value
@@ -77,6 +78,8 @@ def registry_uri(value: str | None = None) -> str:
         raise HarnessError(f"--registry {value}: folder {path.parent} does not exist")
     if path.is_dir():
         raise HarnessError(f"--registry {value}: is a folder, not an SQLite file")
+    if not create and not path.exists():
+        raise HarnessError(f"--registry {value}: no registry there ({path} does not exist; `harness models register` makes one)")
     return f"sqlite:///{path}"
 
 
@@ -87,8 +90,8 @@ def now() -> str:
 class ModelRegistry:
     """One registered model (``name``) of an MLflow registry."""
 
-    def __init__(self, uri: str | None = None, name: str = DEFAULT_MODEL) -> None:
-        self.uri = registry_uri(uri)
+    def __init__(self, uri: str | None = None, name: str = DEFAULT_MODEL, create: bool = False) -> None:
+        self.uri = registry_uri(uri, create)
         if not re.fullmatch(r"[\w.\- ]+", name):
             raise HarnessError(f"--name {name!r}: a registered model's name here is letters, digits, '_', '-', '.' and spaces")
         self.name = name

@@ -32,7 +32,7 @@ def migrated_store(work: Path) -> Path:
     from harness.registry import ModelRegistry
 
     path = work / "template.db"
-    ModelRegistry(str(path)).versions()  # creates and migrates MLflow's tables
+    ModelRegistry(str(path), create=True).versions()  # creates and migrates MLflow's tables
     return path
 
 
@@ -282,6 +282,8 @@ def test_bad_input_is_one_line_exit_3_before_any_change(
     reg = ["--registry", str(registry_file)]
     code, output = run("models", "list", "--registry", str(tmp_path / "missing" / "models.db"))
     assert code == 3 and "does not exist" in output and len(output.strip().splitlines()) == 1
+    code, output = run("models", "show", "--registry", str(tmp_path / "typo.db"))
+    assert code == 3 and "no registry there" in output and not (tmp_path / "typo.db").exists()
     code, output = run("models", "register", str(tmp_path / "nope"), *reg)
     assert code == 3 and "model folder does not exist" in output
     _two_versions(registry_file, tiny_model, finetuned)

@@ -38,10 +38,10 @@ def models() -> None:
     """
 
 
-def _open(registry, name):
+def _open(registry, name, create=False):
     from harness.registry import ModelRegistry
 
-    return ModelRegistry(registry, name)
+    return ModelRegistry(registry, name, create)
 
 
 def _refusing(action):
@@ -142,7 +142,7 @@ def register(model, parent, pairs, alias, results, who, registry, name) -> None:
       harness models register default --alias champion --registry models.db
       harness models register models/ft --result out/eval/result.json --registry models.db
     """
-    registry = _open(registry, name)
+    registry = _open(registry, name, create=True)
     version, created = _refusing(lambda: registry.register(
         model, parent=parent, pairs=pairs, results=list(results), alias=None if alias == "none" else alias, who=who))
     what = "registered" if created else "already registered as"
