@@ -153,7 +153,7 @@ def test_ctrl_c_while_an_eval_writes_leaves_the_previous_outputs_and_no_orphans(
     assert run_main(*eval_args(data, out, BASELINE, CANDIDATE))[0] == 0
     before = snapshot(out)
     done = interrupted(tmp_path, "open", trigger, "SIGINT", *eval_args(data, out, OTHER, BASELINE), after=after)
-    assert done.returncode == 3 and done.stderr.split() == ["aborted"], done.stderr
+    assert done.returncode == 130 and done.stderr.split() == ["interrupted"], done.stderr
     assert snapshot(out) == before and leftovers(out) == []
 
 
@@ -173,7 +173,7 @@ def test_ctrl_c_during_the_swap_waits_until_the_outputs_are_in_place(data: Path,
     out = tmp_path / "out"
     assert run_main(*eval_args(data, out, BASELINE, CANDIDATE))[0] == 0
     done = interrupted(tmp_path, "os.rename", ".runs.partial-", "SIGINT", *eval_args(data, out, OTHER))
-    assert done.returncode == 3 and done.stderr.split() == ["aborted"], done.stderr
+    assert done.returncode == 130 and done.stderr.split() == ["interrupted"], done.stderr
     specs = [r["spec"] for r in json.loads((out / "result.json").read_text())["retrievers"]]
     assert specs == [OTHER] and {f"runs/{p.name}" for p in (out / "runs").iterdir()} == named_run_files(out)
     assert leftovers(out) == []
@@ -205,5 +205,5 @@ def test_ctrl_c_while_compare_gate_or_report_writes_leaves_the_previous_outputs(
         assert run_main(*first)[0] in (0, 1, 2), command
         before = snapshot(out)
         done = interrupted(tmp_path, "open", trigger, "SIGINT", *second)
-        assert done.returncode == 3 and done.stderr.split() == ["aborted"], (command, done.stderr)
+        assert done.returncode == 130 and done.stderr.split() == ["interrupted"], (command, done.stderr)
         assert snapshot(out) == before and leftovers(out) == [], command

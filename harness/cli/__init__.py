@@ -15,6 +15,7 @@ EXIT_OK = 0
 EXIT_FAIL = 1
 EXIT_INCONCLUSIVE = 2
 EXIT_ERROR = 3
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, what a shell reports for a command stopped by Ctrl-C
 
 COMMANDS = {
     "datasets": ("harness.cli.datasets", "datasets"),
@@ -71,7 +72,7 @@ def cli() -> None:
     """Evaluate, gate and A/B-test domain fine-tuned embedding models.
 
     Exit codes, the same for every command: 0 success or pass, 1 fail (or roll back),
-    2 inconclusive (or hold), 3 error.
+    2 inconclusive (or hold), 3 error; 130 when stopped by Ctrl-C.
 
     \b
     Example:
@@ -90,7 +91,10 @@ def main(argv: list[str] | None = None) -> None:
     except HarnessError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(EXIT_ERROR)
-    except click.exceptions.Abort:
+    except click.exceptions.Abort as exc:
+        # click turns Ctrl-C into its own Abort; an Abort of its own (a declined prompt) stays an error
+        if isinstance(exc.__cause__, KeyboardInterrupt):
+            _interrupted()
         click.echo("aborted", err=True)
         sys.exit(EXIT_ERROR)
     except click.ClickException as exc:
@@ -98,11 +102,17 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(EXIT_ERROR)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
-        click.echo("interrupted", err=True)
-        sys.exit(EXIT_ERROR)
+    except KeyboardInterrupt:  # Ctrl-C outside click's own handling
+        _interrupted()
     except Exception as exc:  # an error never passes: anything unexpected exits 3
         click.echo(f"error: {type(exc).__name__}: {exc}", err=True)
         if "--debug" in sys.argv or __import__("os").environ.get("HARNESS_DEBUG"):
             raise
         sys.exit(EXIT_ERROR)
+
+
+def _interrupted() -> None:
+    """Ctrl-C: one line, and the shell's exit code for it; the outputs are as they were
+    (``harness.files.staged`` holds the signal back while they are put in place)."""
+    click.echo("interrupted", err=True)
+    sys.exit(EXIT_INTERRUPTED)
