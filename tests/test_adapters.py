@@ -144,3 +144,59 @@ def test_missing_model_folder_is_a_clear_error(corpus, tmp_path: Path) -> None:
     retriever = build_retriever(f"dense:{tmp_path / 'no-such-model'}", tmp_path)
     with pytest.raises(HarnessError, match="no-such-model: sentence-transformers model folder does not exist"):
         retriever.build(corpus)
+
+
+def _with_copies(corpus, copies: int = 5):
+    """The corpus plus ``copies`` documents with one text: their scores tie for every query."""
+    from harness.data import Document
+
+    extra = {f"copy-{i}": Document(id=f"copy-{i}", title="Vortex 500 gateway", text="The Vortex 500 gateway routes eighty gigabit uplinks.")
+             for i in range(copies)}
+    return {**corpus, **extra}
+
+
+@pytest.mark.parametrize("spec", ["bm25", "dense:TINY", "dense:TINY(index=hnsw)"])
+def test_the_top_k_cut_through_tied_scores_keeps_the_highest_doc_ids(spec: str, corpus, tiny_model: Path, tmp_path: Path) -> None:
+    """trec_eval's order (score descending, then doc id descending) decides which tied hits the cut keeps."""
+    retriever = build_retriever(spec.replace("TINY", str(tiny_model)), tmp_path)
+    retriever.build(_with_copies(corpus))
+    query = {"q": "Vortex 500 gateway routes eighty gigabit uplinks"}
+    full = retriever.search(query, 14).scores["q"]
+    assert len({full[f"copy-{i}"] for i in range(5)}) == 1  # the five copies tie
+    run = retriever.search(query, 3)
+    assert run.ranking("q") == ["copy-4", "copy-3", "copy-2"]
+    lines = run.to_trec().splitlines()
+    assert [line.split()[2:4] for line in lines] == [["copy-4", "1"], ["copy-3", "2"], ["copy-2", "3"]]
+
+
+def test_run_files_keep_every_digit_of_the_scores() -> None:
+    from harness.adapters.base import Run
+
+    run = Run("x", {"q": {"a": 0.12345612, "b": 0.12345614, "c": 1 / 3}})
+    read = {line.split()[2]: float(line.split()[4]) for line in run.to_trec().splitlines()}
+    assert read == run.scores["q"]  # no tie created by rounding ("%.6f" wrote a and b as 0.123456)
+    assert run.ranking("q") == ["c", "b", "a"]
+
+
+def test_rank_fusion_reads_its_inputs_in_the_one_order(corpus, tmp_path: Path) -> None:
+    """RRF of a run with an identical copy of itself scores each hit 2/(60+rank): its order is the
+    run's own, ties included, only if ranx was handed the run in the harness's order."""
+    shared: dict = {}
+    hybrid = build_retriever("hybrid(bm25,bm25(k1=1.5))", tmp_path, shared)
+    tied = _with_copies(corpus)
+    hybrid.build(tied)
+    query = {"q": "Vortex gateway uplinks"}
+    alone = shared["bm25"].search(query, 100)
+    assert len(set(alone.scores["q"].values())) < len(alone.scores["q"])  # ties to break
+    assert hybrid.search(query, 100).ranking("q") == alone.ranking("q")
+    assert hybrid.search(query, 4).ranking("q") == alone.ranking("q")[:4]
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [("bm25(k1=-1)", "k1 must be a number >= 0, got -1.0"), ("bm25(b=2)", r"b must be between 0 and 1, got 2.0"),
+     ("bm25(k1=nan)", "k1 must be a number >= 0, got nan")],
+)
+def test_bm25_parameters_out_of_range_are_errors(spec: str, message: str, tmp_path: Path) -> None:
+    with pytest.raises(HarnessError, match=message):
+        build_retriever(spec, tmp_path)

@@ -95,6 +95,28 @@ def test_unknown_metric_and_bad_slice_are_errors(tiny_dataset: Path, tmp_path: P
         evaluate(tiny_dataset, ["bm25"], ["everything"], cache_dir=tmp_path)
 
 
+@pytest.mark.parametrize("metric", ["ndcg@0", "recall@0", "mrr@0", "precision@0", "map@0", "hit@0", "judged@0"])
+def test_a_cut_off_below_1_is_an_error(metric: str, tiny_dataset: Path, tmp_path: Path) -> None:
+    with pytest.raises(HarnessError, match=f"metric '{metric}': the cut-off k of @k must be at least 1"):
+        evaluate(tiny_dataset, ["bm25"], metrics=[metric], cache_dir=tmp_path)
+
+
+def test_judgements_for_missing_documents_error_naming_the_option_or_are_kept_and_counted(tiny_dataset: Path, tmp_path: Path) -> None:
+    with open(tiny_dataset / "qrels" / "test.tsv", "a") as handle:
+        handle.write("q3\tgone-1\t1\n")
+    done = run_cli("eval", "--data", str(tiny_dataset), "--retriever", "bm25", "--out", str(tmp_path / "o"))
+    assert done.returncode == 3 and not (tmp_path / "o").exists()
+    assert done.stderr.strip().splitlines() == [
+        f"error: {tiny_dataset / 'qrels' / 'test.tsv'}:7: unknown document id 'gone-1' (to keep judgements for documents "
+        "missing from the corpus, relevant and never retrievable as in BEIR and MTEB, pass --unknown-docs keep)"
+    ]
+    validated = run_cli("datasets", "validate", "--data", str(tiny_dataset), "--unknown-docs", "keep")
+    assert validated.returncode == 0 and json.loads(validated.stdout)["unretrievable_judgements"] == {"dev": 0, "test": 1, "train": 0}
+    kept = evaluate(tiny_dataset, ["bm25"], cache_dir=tmp_path / "cache", unknown_docs="keep")
+    assert kept.dataset["unretrievable_judgements"] == {"test": 1}
+    assert kept.suite("heldout:test").per_query["bm25"]["recall@100"]["q3"] == 0.5  # relevant, never retrievable
+
+
 def test_cli_errors_exit_3_with_one_line_naming_file_and_line(tiny_dataset: Path, tmp_path: Path) -> None:
     lines = (tiny_dataset / "queries.jsonl").read_text().splitlines()
     lines[4] = "{broken"

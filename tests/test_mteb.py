@@ -142,6 +142,21 @@ def test_identical_ids_option_is_explicit_and_both_ways_agree(tiny_dataset: Path
     assert figures[False][1] != figures[True][1]  # the option is part of the task's name, so of mteb's cache key
 
 
+def test_mteb_scores_kept_judgements_for_missing_documents_as_the_harness_does(
+    tiny_dataset: Path, tiny_model: Path, tmp_path: Path
+) -> None:
+    with open(tiny_dataset / "qrels" / "test.tsv", "a") as handle:
+        handle.write("q3\tgone-1\t1\nq4\tgone-2\t2\n")
+    dense = f"dense:{tiny_model}"
+    result = evaluate(tiny_dataset, [dense], ["heldout", "mteb:local"], cache_dir=tmp_path / "cache", unknown_docs="keep")
+    heldout, suite = result.suite("heldout:test"), result.suite("mteb:local")
+    assert result.dataset["unretrievable_judgements"] == {"test": 2}
+    assert only_task(suite)["main_score"][dense] == pytest.approx(heldout.aggregates[dense]["ndcg@10"], abs=1e-4)
+    for metric in ("ndcg@10", "recall@100"):
+        assert suite.per_query[dense][metric] == pytest.approx(heldout.per_query[dense][metric], abs=1e-4)
+    assert heldout.per_query[dense]["recall@100"]["q3"] == 0.5  # relevant and never retrievable, for mteb too
+
+
 def test_result_cache_is_keyed_by_fingerprint_and_settings(tiny_dataset: Path, tiny_model: Path, tmp_path: Path) -> None:
     dense = f"dense:{tiny_model}"
     cache = tmp_path / "cache"
