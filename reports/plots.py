@@ -237,7 +237,8 @@ def forest(data: dict[str, Any]):
     ax.set_yticks(range(len(rows)), labels, fontsize=8.5)
     ax.set_ylim(len(rows) - 0.5, -0.5)
     ax.set_xlabel("mean paired difference, candidate - baseline, with its interval", fontsize=9)
-    ax.set_title("green / red: significantly better / worse after the multiplicity correction; grey: not significant", fontsize=8.5, color="#555")
+    # over the whole figure: above the axes alone, narrowed by long row labels, it would run off the right edge
+    fig.suptitle("green / red: significantly better / worse after the multiplicity correction; grey: not significant", fontsize=8.5, color="#555")
     left, right = ax.get_xlim()
     ax.set_xlim(left, right + (right - left) * 0.12)
     if drew_threshold:

@@ -225,6 +225,16 @@ def demo_arms_eval(eval_data: dict) -> dict:
     return data
 
 
+def demo_arms_compare() -> dict:
+    """Comparisons of the demo's arms with dense, on three suites and two metrics: long forest labels."""
+    data = compare_result()
+    row = data["comparisons"][0]
+    data["comparisons"] = [row | {"candidate": spec, "suite": suite, "metric": metric, "baseline": "dense"}
+                           for spec in DEMO_ARMS if spec != "dense"
+                           for suite in ("heldout:test", "slice:subdomain=storage", "slice:doc-disjoint") for metric in ("ndcg@10", "recall@100")]
+    return data
+
+
 def outside_the_figure(fig) -> list[str]:
     """The sides of a drawn figure that some legend, label, tick label or annotation crosses."""
     fig.canvas.draw()
@@ -299,6 +309,7 @@ def every_kind_results(root: Path, eval_data: dict) -> list[Path]:
         write_json(root / "matryoshka.json", matryoshka_eval(eval_data)),
         write_json(root / "demo-arms.json", demo_arms_eval(eval_data)),
         write_json(root / "compare.json", compare_result()),
+        write_json(root / "demo-arms-compare.json", demo_arms_compare()),
         write_json(root / "analysis.json", analysis),
         write_json(root / "decision.json", ab_decision_result(analysis)),
         model_folder(root),
