@@ -412,13 +412,13 @@ def test_dataset_counts_show_in_the_eval_section_when_present(eval_file: Path, t
     data = json.loads(eval_file.read_text())
     plain = build_report([eval_file])
     assert not any(t.title.startswith("Dataset ") for t in plain.sections[0].tables)
-    data["dataset"] |= {"unretrievable_judgements": {"test": 3, "dev": 0}, "duplicate_texts": 7}
+    data["dataset"] |= {"unretrievable_judgements": {"test": 3, "dev": 0}, "duplicate_texts": 7, "empty_documents": 2}
     report = build_report([write_json(tmp_path / "result.json", data)])
     table = report.sections[0].tables[0]
     assert table.title == "Dataset tiny: counted, nothing dropped"
     assert [[c.text for c in row] for row in table.rows] == [
         ["judgements of documents not in the corpus, split test", "3"], ["judgements of documents not in the corpus, split dev", "0"],
-        ["documents whose text repeats another document's", "7"]]
+        ["documents whose text repeats another document's", "7"], ["documents with neither title nor text", "2"]]
     assert [(t.title, t.rows) for t in report.sections[0].tables[1:]] == [(t.title, t.rows) for t in plain.sections[0].tables]
     assert "| judgements of documents not in the corpus, split test | 3 |" in markdown_renderer.render(report)
     assert "split test" in html.render(report) and "split test" in terminal_text(report)

@@ -17,6 +17,11 @@ KIND_NAMES = {"eval": "evaluation"}
 HEADLINE_METRICS = ("ndcg@10", "recall@10", "recall@100", "mrr@10", "map@100", "judged@10")
 # the terminal tables of `harness eval` leave MAP out: they fit a 160-column log
 CONSOLE_METRICS = ("ndcg@10", "recall@10", "recall@100", "mrr@10", "judged@10")
+# what the loader counts in a corpus and keeps (harness.data.beir), where a result records it
+DATASET_COUNTS = {
+    "duplicate_texts": "documents whose text repeats another document's",
+    "empty_documents": "documents with neither title nor text",
+}
 EXCLUDED = {
     "unjudged": "queries of the dataset without a judgement in this split",
     "outside_slice": "judged queries outside the slice",
@@ -96,8 +101,7 @@ def dataset_checks(dataset: dict[str, Any]) -> Table | None:
         [text(f"judgements of documents not in the corpus, split {split}"), num(count)]
         for split, count in (dataset.get("unretrievable_judgements") or {}).items()
     ]
-    if "duplicate_texts" in dataset:
-        rows.append([text("documents whose text repeats another document's"), num(dataset["duplicate_texts"])])
+    rows += [[text(what), num(dataset[key])] for key, what in DATASET_COUNTS.items() if key in dataset]
     if not rows:
         return None
     return Table(
@@ -105,7 +109,7 @@ def dataset_checks(dataset: dict[str, Any]) -> Table | None:
         ["what", "count"],
         rows,
         note="A judgement of a document missing from the corpus stays in the judgements (it counts in recall and in the ideal "
-        "ranking of nDCG) but can never be retrieved; documents with the same text are all kept, each under its own id.",
+        "ranking of nDCG) but can never be retrieved; documents with the same text, or none, are all kept, each under its own id.",
     )
 
 
