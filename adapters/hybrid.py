@@ -3,7 +3,9 @@
 Spec: ``hybrid(SPEC,SPEC[,...][,method=rrf|wsum|...][,norm=min-max|zmuv|...]
 [,weights=0.3;0.7][,depth=100])``. Reciprocal rank fusion (k=60) is the default; weighted
 sum uses min-max normalisation unless ``norm`` says otherwise. Each component retrieves
-``depth`` documents per query before fusion.
+``depth`` documents per query before fusion. Fusions of ranks read each component's hits
+in the one ranking order (``harness.adapters.base.ranked``), and the fused top k is cut in
+it too, so tied scores never rank by ranx's own sort.
 """
 
 from __future__ import annotations

@@ -4,6 +4,8 @@ Spec: ``rerank(CROSS_ENCODER,top=100,first=SPEC[,batch=32])``: a CrossEncoder fo
 hub name (``cross-encoder/ms-marco-MiniLM-L6-v2``, ``BAAI/bge-reranker-base``, or one that
 ``harness finetune --cross-encoder`` trained). The first ``top`` documents are reordered
 by the cross-encoder; any further documents asked for keep their first-stage order below.
+Which documents are the first ``top`` where first-stage scores tie, and the order of tied
+cross-encoder scores, follow the one ranking order (``harness.adapters.base.ranked``).
 """
 
 from __future__ import annotations
