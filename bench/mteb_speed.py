@@ -61,7 +61,7 @@ def time_mteb_evaluate(data: Path, split: str, cache: Path) -> float:
 
     from harness.adapters.models import load_sentence_transformer, resolve_model_name
     from harness.data import load_dataset
-    from harness.suites.mteb import local_task
+    from harness.suites.mteb_local import local_task
 
     _quiet()
     dataset = load_dataset(data)
