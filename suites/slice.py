@@ -9,7 +9,8 @@ Spellings (several predicates join with ``&``, all must hold)::
     slice:doc-disjoint
 
 A predicate reads the query's metadata; where the query lacks the key, it holds when any
-relevant document's metadata satisfies it. Values compare as the type the field has in
+relevant document's metadata satisfies it (a relevant document missing from the corpus,
+kept by ``--unknown-docs keep``, has no metadata and satisfies none). Values compare as the type the field has in
 the data (``harness.predicates``: numbers, ISO 8601 dates, booleans; text by equality
 only), and a predicate the data cannot answer is an error before any model loads.
 """
@@ -69,7 +70,12 @@ class SliceSuite(QuerySelectionSuite):
         for predicate in typed:
             verdict = predicate.holds(query_meta)
             if verdict is None:
-                verdict = any(predicate.holds(dataset.corpus[doc].metadata) for doc, grade in rels.items() if grade > 0)
+                # a relevant document missing from the corpus (kept by --unknown-docs keep) has no metadata
+                verdict = any(
+                    predicate.holds(dataset.corpus[doc].metadata)
+                    for doc, grade in rels.items()
+                    if grade > 0 and doc in dataset.corpus
+                )
             if not verdict:
                 return False
         return True

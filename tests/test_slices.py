@@ -124,3 +124,20 @@ def test_an_empty_slice_is_an_error_before_any_model_loads(tmp_path: Path, tiny_
     with pytest.raises(HarnessError, match="no judged query of split 'test' is in this slice"):
         evaluate(data, [f"dense:{tiny_model}"], ["heldout", "slice:kind=storage"], cache_dir=tmp_path / "cache")
     assert not (tmp_path / "cache" / "embeddings").exists()
+
+
+def test_a_relevant_document_missing_from_the_corpus_has_no_metadata(tmp_path: Path) -> None:
+    """With --unknown-docs keep, a judgement for a document not in the corpus stays (relevant,
+    never retrievable): the slice reads no metadata for it, and never fails on it."""
+    data = write_data(tmp_path / "data", [*ROWS, ("q5", {}, {"kind": "network"})])
+    (data / "corpus.jsonl").write_text(
+        "".join(line + "\n" for line in (data / "corpus.jsonl").read_text(encoding="utf-8").splitlines() if '"dq5"' not in line),
+        encoding="utf-8",
+    )
+    with open(data / "qrels" / "test.tsv", "a", encoding="utf-8") as qrels:
+        qrels.write("q4\tdq5\t1\n")  # q4: one relevant document present, one missing
+    result = evaluate(data, ["bm25"], ["slice:kind=network"], cache_dir=tmp_path / "cache", unknown_docs="keep")
+    suite = result.suite("slice:kind=network")
+    # q4 by its present document; q5 (no query metadata, its only relevant document missing) is outside
+    assert sorted(suite.query_ids) == ["q3", "q4"]
+    assert suite.excluded["outside_slice"] == 3
