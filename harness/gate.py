@@ -45,6 +45,7 @@ def obtain_result(policy: Policy, out: Path | None = None):
         metrics=policy_metrics(policy),
         cache_dir=policy.cache,
         split=policy.split,
+        unknown_docs=policy.unknown_docs,
         seed=policy.seed,
     )
 

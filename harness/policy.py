@@ -5,6 +5,7 @@ A policy (see ``examples/gate.toml`` and ``docs/statistics.md``) looks like::
     baseline = "bm25"
     candidate = "hybrid(bm25,dense)"
     data = "../data/demo"            # paths are relative to the policy file
+    # unknown_docs = "keep"          # judgements for documents missing from the corpus: error | keep
     suites = ["heldout"]             # optional: suites to evaluate besides those the checks name
     split = "test"
     alpha = 0.05                     # default alpha of superiority checks
@@ -54,6 +55,7 @@ TOP_KEYS = {
     "baseline": "retriever spec of the deployed model",
     "candidate": "retriever spec of the model to promote",
     "data": "dataset folder (BEIR), relative to the policy file",
+    "unknown_docs": "judgements for documents missing from the corpus of 'data': error | keep (harness eval --unknown-docs)",
     "results": "result files to read instead of evaluating",
     "suites": "suites to evaluate besides those the checks name",
     "split": "held-out split the suites read",
@@ -100,6 +102,7 @@ class Policy:
     baseline: str
     candidate: str
     data: Path | None
+    unknown_docs: str  # as harness.data.load_dataset's unknown_docs
     results: list[Path]
     suites: list[str]
     split: str
@@ -228,7 +231,7 @@ def load_policy(path: str | Path, overrides: dict[str, Any] | None = None) -> Po
             raise source.fail(key, f"unknown key {key!r} (known: {', '.join(sorted(TOP_KEYS))})")
 
     baseline, candidate = _retrievers(source)
-    data, results = _data_sources(source)
+    data, unknown_docs, results = _data_sources(source)
     split = source.get("split", str, default="test")
     settings = _statistics(source)
     cache_raw = source.get("cache", (str, Path))
@@ -239,7 +242,7 @@ def load_policy(path: str | Path, overrides: dict[str, Any] | None = None) -> Po
     if not checks:
         raise located(source_path, None, "the policy has no checks: add [[check]] tables or a [budgets] table")
     return Policy(
-        path=source_path, baseline=baseline, candidate=candidate, data=data, results=results, suites=suites, split=split,
+        path=source_path, baseline=baseline, candidate=candidate, data=data, unknown_docs=unknown_docs, results=results, suites=suites, split=split,
         metrics=metrics, cache=cache, checks=checks, sha256=hashlib.sha256(raw_bytes).hexdigest(),
         overrides=source.overrides, **settings,
     )
@@ -262,8 +265,11 @@ def _retrievers(source: _Source) -> tuple[str, str]:
     return baseline, candidate
 
 
-def _data_sources(source: _Source) -> tuple[Path | None, list[Path]]:
-    """``data`` (a dataset folder to evaluate) and ``results`` (files to read instead); one is needed."""
+def _data_sources(source: _Source) -> tuple[Path | None, str, list[Path]]:
+    """``data`` (a dataset folder to evaluate), ``unknown_docs`` (how it is loaded) and
+    ``results`` (files to read instead); one of ``data`` and ``results`` is needed."""
+    from harness.data.beir import UNKNOWN_DOCS
+
     results = []
     for item in source.get("results", list, default=[]):
         if "results" in source.overrides:
@@ -287,7 +293,10 @@ def _data_sources(source: _Source) -> tuple[Path | None, list[Path]]:
             raise source.fail("data", f"'data': dataset folder {data_raw!r} does not exist (looked for {data})")
     if data is None and not results:
         raise located(source.path, None, "give 'data' (a dataset folder to evaluate) or 'results' (result files to read)")
-    return data, results
+    unknown_docs = source.get("unknown_docs", str, default="error")
+    if unknown_docs not in UNKNOWN_DOCS:
+        raise source.fail("unknown_docs", f"'unknown_docs' must be one of {', '.join(UNKNOWN_DOCS)}, got {unknown_docs!r}")
+    return data, unknown_docs, results
 
 
 def _statistics(source: _Source) -> dict[str, Any]:

@@ -215,6 +215,8 @@ def line_of(text: str, needle: str) -> int:
         (lambda t: t.replace('candidate = "hybrid(bm25,dense)"', 'candidate = "hybrid(bm25,"'), "hybrid(bm25,\"", "bad retriever spec"),
         (lambda t: t.replace("n_resamples = 999", "n_resamples = 999\nmin_lift = -0.1").replace(
             'metric = "ndcg@10"\n\n', 'metric = "ndcg@10"\nmin_lift = -0.01\n\n', 1), "min_lift = -0.01", "'min_lift' must be >= 0"),
+        (lambda t: t.replace("n_resamples = 999", "n_resamples = 999\nunknown_docs = \"drop\""), "unknown_docs",
+         "'unknown_docs' must be one of error, keep, got 'drop'"),
     ],
 )
 def test_bad_policy_exits_3_naming_key_and_line(policy_dir: Path, edit, needle: str, message: str) -> None:
@@ -276,6 +278,28 @@ def test_gate_evaluates_for_real_on_the_tiny_dataset(tiny_dataset: Path, tmp_pat
     assert result.exit_code in (0, 2), result.output
     assert (tmp_path / "out" / "eval" / "result.json").is_file()
     assert json.loads((tmp_path / "out" / "gate.json").read_text())["checks"][0]["numbers"]["n"] == 5
+
+
+def test_unknown_docs_keep_loads_judgements_for_documents_missing_from_the_corpus(tiny_dataset: Path, tmp_path: Path) -> None:
+    qrels = tiny_dataset / "qrels" / "test.tsv"
+    query = qrels.read_text(encoding="utf-8").splitlines()[1].split("\t")[0]
+    with open(qrels, "a", encoding="utf-8") as handle:
+        handle.write(f"{query}\tno-such-doc\t1\n")
+    policy = tmp_path / "gate.toml"
+    body = (
+        f'baseline = "bm25"\ncandidate = "bm25(k1=0.9,b=0.4)"\ndata = "{tiny_dataset}"\ncache = "cache"\n'
+        'n_resamples = 99\n\n[[check]]\ntype = "non-inferiority"\nsuite = "heldout"\nmetric = "ndcg@10"\nmargin = 0.5\n'
+    )
+    policy.write_text(body)
+    code, output = run_main("gate", "--policy", str(policy), "--out", str(tmp_path / "refused"))
+    assert code == 3 and "no-such-doc" in output, output  # the default: such a judgement is an error
+    policy.write_text(body.replace('cache = "cache"\n', 'cache = "cache"\nunknown_docs = "keep"\n'))
+    assert load_policy(policy).unknown_docs == "keep"
+    result = gate("--policy", str(policy), "--out", str(tmp_path / "out"))
+    assert result.exit_code in (0, 2), result.output
+    evaluated = json.loads((tmp_path / "out" / "eval" / "result.json").read_text())
+    assert evaluated["options"]["unknown_docs"] == "keep"
+    assert evaluated["dataset"]["unretrievable_judgements"] == {"test": 1}
 
 
 def test_results_override_reads_another_file(policy_dir: Path, tmp_path: Path) -> None:
