@@ -230,18 +230,63 @@ def test_corrupt_checkpoint_is_one_line_error(tiny_dataset: Path, tiny_model: Pa
         check_checkpoint(checkpoint)
 
 
-def test_cross_encoder_from_a_bi_encoder_folder_loads_in_rerank(tiny_dataset: Path, tiny_model: Path, tmp_path: Path) -> None:
+def test_reranker_learns_its_first_stage_top_n_and_finishes_on_the_best(tiny_dataset: Path, tiny_model: Path, tmp_path: Path) -> None:
     out = tmp_path / "ce"
-    config = CrossEncoderConfig(batch_size=4, num_negatives=2, range_max=5, relative_margin=None, max_length=64)
+    config = CrossEncoderConfig(batch_size=2, num_negatives=2, first_stage_top=5, max_length=64, early_stopping_patience=0)
     result = finetune_cross_encoder(tiny_dataset, out, base=str(tiny_model), negatives_model=str(tiny_model), config=config,
                                     cache_dir=tmp_path / "cache")
-    assert "untrained one-logit head" in result.card["base_note"]
-    assert "untrained one-logit head" in (out / "README.md").read_text()
+    card = result.card
+    first = f"dense:{tiny_model}"
+    assert "untrained one-logit head" in card["base_note"] and "untrained one-logit head" in (out / "README.md").read_text()
+    assert card["first_stage"] == {"spec": first, "top": 5, "rerank_spec": f"rerank({out},top=5,first={first})"}
+    # negatives come from the same first stage's top 5, with no margin: its closest confusions
+    assert card["mining"]["config"]["range_max"] == 5 and card["mining"]["config"]["relative_margin"] is None
+    assert card["mining"]["mined_with"] == str(tiny_model)
+    assert card["choices"]["learning_rate"] == {"value": 1e-4, "why": "default for a new, untrained head"}
+    validation = card["validation"]
+    assert validation["corpus"] == f"{first} top 5 per query" and set(validation["first_stage"]) == {"val_ndcg@10", "val_mrr@10"}
+    from harness.train.evaluators import first_stage_top, ranking_figures
+
+    dev = training_data(load_dataset(tiny_dataset))
+    top = first_stage_top(load_dataset(tiny_dataset), dev.validation_queries, first, 5, tmp_path / "cache")
+    assert validation["first_stage"] == ranking_figures(dev.validation_qrels, top)
+    # a curve: before training, then several validations an epoch; the model is the best of them
+    curve = validation["history"]
+    assert curve[0]["step"] == 0 and len(curve) >= 4 and [h["step"] for h in curve] == sorted(h["step"] for h in curve)
+    reranker = card["passes"]["reranker"]
+    assert validation["after"]["val_ndcg@10"] == max(h["val_ndcg@10"] for h in curve[1:]) == reranker["best_metric"]
+    kept = reranker["kept_checkpoints"]
+    assert len(kept) == 3 and kept[0]["checkpoint"] == Path(reranker["best_checkpoint"]).name
+    readme = (out / "README.md").read_text()
+    assert "## Validation curve" in readme and f"Reranks the top 5 of `{first}`" in readme and "## Choices" in readme
     from harness.evaluate import evaluate
 
     spec = f"rerank({out},top=5,first=bm25)"
     evaluated = evaluate(tiny_dataset, [spec], cache_dir=tmp_path / "cache")
     assert evaluated.suites[0].aggregates[spec]["ndcg@10"] >= 0
+
+
+def test_best_three_checkpoints_by_validation_are_kept(tiny_dataset: Path, tiny_model: Path, tmp_path: Path) -> None:
+    """Five epochs, no early stopping: the checkpoints left are the three best validations
+    (the trainer's own limit would keep the latest ones), and the pass ends on the best."""
+    config = FinetuneConfig(passes="in-batch", epochs=5, early_stopping_patience=0, learning_rate=1e-3, **FAST)
+    result = finetune(tiny_dataset, str(tiny_model), tmp_path / "ft", config, cache_dir=tmp_path / "cache")
+    record = result.card["passes"]["pass1"]
+    scores = [(h["val_ndcg@10"], -h["step"]) for h in result.card["validation"]["history"][1:]]
+    best_three = sorted(scores, reverse=True)[:3]
+    assert [(c["val_ndcg@10"], -c["step"]) for c in record["kept_checkpoints"]] == best_three
+    assert record["kept_checkpoints"][0]["checkpoint"] == Path(record["best_checkpoint"]).name
+    assert result.card["validation"]["after"]["val_ndcg@10"] == best_three[0][0]
+    assert "kept the best 3" in (tmp_path / "ft" / "README.md").read_text()
+
+
+def test_reranker_settings_are_checked_before_any_work(tiny_dataset: Path, tmp_path: Path) -> None:
+    code, message = _run(["finetune", "--data", str(tiny_dataset), "--cross-encoder", "--rerank-top", "1", "--out", str(tmp_path / "m")])
+    assert code == 3 and "--rerank-top must be at least 2" in message
+    code, message = _run(["finetune", "--data", str(tiny_dataset), "--cross-encoder", "--rerank-top", "4", "--num-negatives", "4",
+                          "--out", str(tmp_path / "m")])
+    assert code == 3 and "leaves no room for 4 negatives" in message
+    assert not (tmp_path / "m").exists() and not (tmp_path / ".m.partial").exists()
 
 
 @requires_minilm

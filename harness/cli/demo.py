@@ -24,6 +24,9 @@ BASE = "dense"
 # the demo trains on the exact-document judgements only (grade 2) with short texts, so both
 # models train in minutes on two CPU cores
 DEMO_TRAINING = ("--min-grade", "2", "--max-seq-length", "128")
+# the reranker arm reorders the base model's top 10; the reranker is trained on negatives from
+# that same top 10 and validated by reranking it (harness finetune --rerank-top)
+RERANK_TOP = 10
 
 
 @dataclass
@@ -62,7 +65,7 @@ class DemoState:
         if self.embedded:  # the demo's queries carry their subdomain: the metadata-filter arm, nothing to train
             arms.append(f"filter(first={BASE},field=subdomain)")
         if self.reranker.exists():
-            arms.append(f"rerank({self.reranker},top=10,first={BASE})")
+            arms.append(f"rerank({self.reranker},top={RERANK_TOP},first={BASE})")
         if self.finetuned.exists():
             arms += [f"dense:{self.finetuned}", f"hybrid(bm25,dense:{self.finetuned})"]
         return arms
@@ -114,7 +117,7 @@ def stage_finetune(state: DemoState) -> None:
     else:
         state.run(
             "finetune", "--data", str(state.data), "--cross-encoder", "--out", str(state.reranker),
-            *DEMO_TRAINING, "--cache", str(state.cache_dir), "--seed", str(state.seed + 42), *state.device_args,
+            *DEMO_TRAINING, "--rerank-top", str(RERANK_TOP), "--cache", str(state.cache_dir), "--seed", str(state.seed + 42), *state.device_args,
         )
 
 

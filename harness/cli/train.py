@@ -141,12 +141,14 @@ def mine(data, out, model_name, pairs_file, synthetic, llm_url, llm_model, llm_k
 @click.option("--matryoshka", help="Wrap the loss in MatryoshkaLoss with these dimensions, e.g. 384,256,128,64.")
 @click.option("--epochs", type=int, default=1, show_default=True, help="Epochs per pass (1 to 3 is the usual range).")
 @click.option("--pass2-epochs", type=int, help="Epochs of pass 2 (default: --epochs).")
-@click.option("--lr", type=float, default=2e-5, show_default=True)
+@click.option("--lr", type=float, help="Peak learning rate (default: bi-encoder 2e-5; reranker 1e-4 for a new head, "
+              "2e-5 from a pretrained cross-encoder).")
 @click.option("--warmup", type=float, default=0.1, show_default=True, help="Warm-up share of the steps.")
-@click.option("--batch-size", type=int, default=32, show_default=True)
+@click.option("--batch-size", type=int, help="Training batch (default: bi-encoder 32; reranker 16 (query, document) pairs).")
 @click.option("--mini-batch-size", type=int, default=16, show_default=True, help="Mini-batch of --loss cmnrl (16 keeps batch 256 of 256-token texts under 3 GB).")
 @click.option("--max-seq-length", type=int, help="Truncate texts to N tokens while training.")
-@click.option("--patience", type=int, default=1, show_default=True, help="Early stopping: epochs without validation gain.")
+@click.option("--patience", type=int, help="Early stopping: validations without a gain (default: bi-encoder 1, validating "
+              "each epoch; reranker 2, validating 4 times an epoch).")
 @click.option("--pairs", "pairs_file", type=click.Path(path_type=Path), help="A pairs JSONL file instead of the train split.")
 @_synthetic_option
 @_apply(_llm_options)
@@ -156,10 +158,16 @@ def mine(data, out, model_name, pairs_file, synthetic, llm_url, llm_model, llm_k
 @click.option("--max-pairs", type=int, help="Train on at most N pairs (seeded sample).")
 @click.option("--min-grade", type=int, default=1, show_default=True, help="Lowest grade that makes a judgement a positive.")
 @click.option("--num-negatives", type=int, help="Hard negatives per pair (bi-encoder 1, cross-encoder 3).")
-@click.option("--range-max", type=int, default=50, show_default=True)
-@click.option("--relative-margin", type=float, default=0.05, show_default=True)
+@click.option("--range-max", type=int, help="Mine negatives up to this rank (default: bi-encoder 50; reranker --rerank-top).")
+@click.option("--relative-margin", type=float,
+              help="Drop candidates within this share of the positive's score, negative to disable (default: bi-encoder "
+                   "0.05; reranker none: it must learn the first stage's closest confusions).")
+@click.option("--rerank-top", type=int, default=20, show_default=True,
+              help="Reranker: the N of rerank(OUT,top=N,first=...): negatives come from, and validation reranks, "
+                   "the first stage's top N.")
 @click.option("--mining-cross-encoder", help="Filter pass-2 candidates with this cross-encoder.")
-@click.option("--negatives-model", default="default", show_default=True, help="Bi-encoder mining the reranker's negatives.")
+@click.option("--negatives-model", default="default", show_default=True,
+              help="Reranker: the bi-encoder whose dense top N it learns to reorder (its negatives and validation).")
 @click.option("--keep-pass1", is_flag=True, help="Also keep the pass-1 model, in OUT/pass1_model, to measure pass 2.")
 @click.option("--resume", is_flag=True, help="Continue the interrupted run for this --out.")
 @click.option("--seed", type=int, default=42, show_default=True, help="Random seed, recorded in the card.")
@@ -167,8 +175,8 @@ def mine(data, out, model_name, pairs_file, synthetic, llm_url, llm_model, llm_k
 @device_option
 def finetune(data, out, base, cross_encoder, passes, loss, matryoshka, epochs, pass2_epochs, lr, warmup, batch_size, mini_batch_size,
              max_seq_length, patience, pairs_file, synthetic, llm_url, llm_model, llm_key_env, train_split, validation_split,
-             validation_share, max_pairs, min_grade, num_negatives, range_max, relative_margin, mining_cross_encoder, negatives_model,
-             keep_pass1, resume, seed, cache_dir):
+             validation_share, max_pairs, min_grade, num_negatives, range_max, relative_margin, rerank_top, mining_cross_encoder,
+             negatives_model, keep_pass1, resume, seed, cache_dir):
     """Fine-tune a bi-encoder (two passes) or, with --cross-encoder, a reranker.
 
     OUT is written only when complete (training runs in OUT/../.OUT.partial); it holds a
@@ -188,25 +196,28 @@ def finetune(data, out, base, cross_encoder, passes, loss, matryoshka, epochs, p
     from harness.train.cross_encoder import CrossEncoderConfig, finetune_cross_encoder
 
     llm = {"url": llm_url, "model": llm_model, "key_env": llm_key_env} if synthetic == "llm" else None
+    # options left out keep each config's own default; a negative --relative-margin disables the margin
+    given = {"learning_rate": lr, "batch_size": batch_size, "num_negatives": num_negatives, "range_max": range_max,
+             "early_stopping_patience": patience}
+    if relative_margin is not None:
+        given["relative_margin"] = relative_margin if relative_margin >= 0 else None
+    tuning = {key: value for key, value in given.items() if value is not None or key == "relative_margin"}
     if cross_encoder:
         config = CrossEncoderConfig(
-            epochs=epochs, learning_rate=lr, warmup_ratio=warmup, batch_size=batch_size, seed=seed,
-            num_negatives=num_negatives or 3, range_max=range_max,
-            relative_margin=relative_margin if relative_margin >= 0 else None, train_split=train_split,
-            validation_split=validation_split, validation_share=validation_share, max_pairs=max_pairs, synthetic=synthetic,
-            min_grade=min_grade, max_length=max_seq_length or 256,
+            epochs=epochs, warmup_ratio=warmup, seed=seed, first_stage_top=rerank_top,
+            train_split=train_split, validation_split=validation_split,
+            validation_share=validation_share, max_pairs=max_pairs, synthetic=synthetic, min_grade=min_grade,
+            max_length=max_seq_length or 256, **tuning,
         )
         result = finetune_cross_encoder(data, out, base=None if base == "default" else base, negatives_model=negatives_model,
                                         config=config, cache_dir=cache_dir, resume=resume, pairs_file=pairs_file, llm=llm, log=_echo)
     else:
         config = FinetuneConfig(
             passes=passes, loss=loss, matryoshka_dims=_dims(matryoshka), epochs=epochs, pass2_epochs=pass2_epochs,
-            learning_rate=lr, warmup_ratio=warmup, batch_size=batch_size, mini_batch_size=mini_batch_size,
-            max_seq_length=max_seq_length, seed=seed, early_stopping_patience=patience, train_split=train_split,
+            warmup_ratio=warmup, mini_batch_size=mini_batch_size,
+            max_seq_length=max_seq_length, seed=seed, train_split=train_split,
             validation_split=validation_split, validation_share=validation_share, max_pairs=max_pairs, synthetic=synthetic,
-            min_grade=min_grade, num_negatives=num_negatives or 1, range_max=range_max,
-            relative_margin=relative_margin if relative_margin >= 0 else None, mining_cross_encoder=mining_cross_encoder,
-            keep_pass1=keep_pass1,
+            min_grade=min_grade, mining_cross_encoder=mining_cross_encoder, keep_pass1=keep_pass1, **tuning,
         )
         result = run_finetune(data, base, out, config, cache_dir=cache_dir, resume=resume, pairs_file=pairs_file, llm=llm, log=_echo)
     before, after = result.metrics["before"], result.metrics["after"]

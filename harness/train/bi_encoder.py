@@ -115,9 +115,9 @@ def train_pass(
     args = setup.training_arguments(
         SentenceTransformerTrainingArguments, checkpoints, epochs=epochs, batch_size=config.batch_size,
         learning_rate=config.learning_rate, warmup_ratio=config.warmup_ratio, seed=config.seed,
-        save_total_limit=config.save_total_limit, rows=len(dataset), batch_sampler=BatchSamplers.NO_DUPLICATES,
+        rows=len(dataset), batch_sampler=BatchSamplers.NO_DUPLICATES,
     )
-    callbacks = setup.callbacks(epochs, config.early_stopping_patience)
+    callbacks = setup.callbacks(epochs, config.early_stopping_patience, config.save_total_limit)
     trainer = setup.quiet(SentenceTransformerTrainer(
         model=model, args=args, train_dataset=dataset, loss=loss, evaluator=evaluator, callbacks=callbacks
     ))
@@ -143,20 +143,12 @@ def train_pass(
         "pairs_per_second": round(len(dataset) * epochs_done / train_only, 3),
         "best_checkpoint": trainer.state.best_model_checkpoint,
         "best_metric": trainer.state.best_metric,
+        "kept_checkpoints": setup.checkpoint_scores(checkpoints, trainer.state.log_history),
         "resumed_from": str(checkpoint) if checkpoint else None,
         "device": setup.trained_on(trainer),
         "log_history": setup.log_history(trainer),
         "training_seconds": round(train_only, 1),
     }
-
-
-def best_validation(record: dict[str, Any], evaluator: Any) -> dict[str, float]:
-    """The validation of the checkpoint the trainer loaded at the end (the best epoch)."""
-    epochs = [e for e in record["log_history"] if "eval_val_ndcg@10" in e]
-    if not epochs:
-        return {k: v for k, v in evaluator.history[-1].items() if k.startswith("val_")}
-    best = max(epochs, key=lambda e: e["eval_val_ndcg@10"])
-    return {k[len("eval_"):]: float(v) for k, v in best.items() if k.startswith("eval_val_")}
 
 
 def pair_rows(pairs: list[Pair]) -> dict[str, list[str]]:
@@ -339,7 +331,7 @@ def _keep_pass(name: str, record: dict[str, Any], model: Any, evaluator: Any, wo
                say: Any) -> None:
     """Record a finished pass (validated at its best epoch) and save its model, so a resumed
     run starts after it."""
-    record["validation"] = best_validation(record, evaluator)
+    record["validation"] = setup.best_validation(record, evaluator)
     model.save(str(work / name / "model"), create_model_card=False)
     state["stages"]["passes"][name] = record
     save_state(work, state)

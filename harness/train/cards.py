@@ -88,11 +88,12 @@ def render_card(card: dict[str, Any]) -> str:
     for metric in metrics:
         b, a = validation["before"].get(metric), validation["after"].get(metric)
         lines.append(f"| {metric} | {b:.4f} | {a:.4f} |" if b is not None and a is not None else f"| {metric} | {b} | {a} |")
+    lines += _first_stage_lines(card) + _curve_lines(validation.get("history", [])) + _choice_lines(card.get("choices", {}))
     lines += ["", "## Passes", ""]
     for name, rec in card.get("passes", {}).items():
         lines.append(
             f"- {name}: {rec['loss']}, {rec['rows']} rows, {rec['epochs_done']} of {rec['epochs']} epoch(s), {rec['steps']} steps, "
-            f"{rec['seconds']} s ({rec['pairs_per_second']} pairs/s) on {rec['device']}, best checkpoint {rec.get('best_checkpoint')}"
+            f"{rec['seconds']} s ({rec['pairs_per_second']} pairs/s) on {rec['device']}, finished on {_best_line(rec)}"
         )
     mining = card.get("mining")
     if mining:
@@ -112,6 +113,49 @@ def render_card(card: dict[str, Any]) -> str:
     lines += ["", "## Parameters", "", "```json", json.dumps(card["parameters"], indent=1), "```", ""]
     lines += ["Training log with loss curves: `training_log.json`; pairs: `training_pairs.jsonl`.", ""]
     return "\n".join(lines)
+
+
+def _first_stage_lines(card: dict[str, Any]) -> list[str]:
+    """A reranker's card: the first stage it reorders and that stage's own validation figures."""
+    first = card.get("first_stage")
+    if not first:
+        return []
+    own = card["validation"].get("first_stage", {})
+    figures = ", ".join(f"{metric} {value:.4f}" for metric, value in sorted(own.items()))
+    return ["", f"Reranks the top {first['top']} of `{first['spec']}` (`{first['rerank_spec']}`); "
+                f"that first stage's own order on the same validation queries: {figures}."]
+
+
+def _curve_lines(history: list[dict[str, Any]]) -> list[str]:
+    """The validation curve: every validation the run made (step 0 is before training; the
+    last pass's steps restart at 0 in a two-pass card)."""
+    if not history:
+        return []
+    metrics = [k for k in history[0] if k.startswith("val_")]
+    lines = ["", "## Validation curve", "", "| step | epoch | " + " | ".join(metrics) + " |", "|---|---|" + "---|" * len(metrics)]
+    for entry in history:
+        epoch = entry.get("epoch")
+        epoch_text = f"{epoch:.2f}" if isinstance(epoch, (int, float)) and epoch >= 0 else "end"
+        lines.append(f"| {entry.get('step')} | {epoch_text} | " + " | ".join(f"{entry.get(m, float('nan')):.4f}" for m in metrics) + " |")
+    return lines
+
+
+def _choice_lines(choices: dict[str, Any]) -> list[str]:
+    """Every setting the defaults chose, its value and why."""
+    if not choices:
+        return []
+    return ["", "## Choices", ""] + [f"- {name}: {choice['value']} ({choice['why']})" for name, choice in choices.items()]
+
+
+def _best_line(record: dict[str, Any]) -> str:
+    """The checkpoint a pass finished on: the best by validation (the best 3 were kept)."""
+    best = record.get("best_checkpoint")
+    if not best:
+        return "its last step (no checkpoint)"
+    metric = record.get("best_metric")
+    kept = ", ".join(c["checkpoint"] for c in record.get("kept_checkpoints", []))
+    return (f"the best checkpoint, {Path(best).name}" + (f" (val ndcg@10 {metric:.4f})" if isinstance(metric, float) else "")
+            + (f"; kept the best {len(record['kept_checkpoints'])}: {kept}" if kept else ""))
 
 
 def _device_line(device: dict[str, Any]) -> str:

@@ -1,9 +1,12 @@
 """Fine-tuning a cross-encoder reranker (``harness finetune --cross-encoder``).
 
-Negatives are mined for each training pair by a bi-encoder (``harness.train.mining``);
-the reranker trains with sentence-transformers' CrossEncoderTrainer on labelled (query,
-document) pairs, validated each epoch by reranking BM25's top candidates of the validation
-queries. The same partial folder, resume and card as the bi-encoder
+The reranker learns to reorder one first stage: dense retrieval with ``negatives_model``
+(MiniLM by default, the demo's ``dense``). Its negatives are mined from that first stage's
+top ``first_stage_top`` (``harness.train.mining``), so it trains on the confusions it will
+have to fix; it trains with sentence-transformers' CrossEncoderTrainer and
+BinaryCrossEntropyLoss on labelled (query, document) pairs, and is validated several times
+an epoch by reranking that same top N of the validation queries, beside the first stage's
+own figure on them. The same partial folder, resume and card as the bi-encoder
 (``harness.train.checkpoints``, ``harness.train.cards``).
 """
 
@@ -26,21 +29,29 @@ from harness.train.losses import binary_cross_entropy
 from harness.train.pairs import known_positives, load_training_data, write_pairs
 
 
+# The learning rate when none is given: a new one-logit head on a bi-encoder's weights needs
+# far larger steps than a pretrained reranker being adapted (docs/finetuning.md, "Reranker
+# recipe", has the validation figures that chose them).
+NEW_HEAD_LEARNING_RATE = 1e-4
+PRETRAINED_LEARNING_RATE = 2e-5
+
+
 @dataclass
 class CrossEncoderConfig:
     epochs: int = 1
-    learning_rate: float = 2e-5
+    learning_rate: float | None = None  # None: NEW_HEAD_LEARNING_RATE or PRETRAINED_LEARNING_RATE
     warmup_ratio: float = 0.1
-    batch_size: int = 32
-    num_negatives: int = 3
+    batch_size: int = 16
+    num_negatives: int = 4
     max_length: int = 256
     seed: int = 42
+    first_stage_top: int = 20  # the N of rerank(OUT,top=N,first=...): mined from, validated on
     range_min: int = 0
-    range_max: int = 50
-    relative_margin: float | None = 0.05
-    validation_queries: int = 50
-    validation_candidates: int = 20
-    early_stopping_patience: int = 1
+    range_max: int | None = None  # mine up to this first-stage rank; None: first_stage_top
+    relative_margin: float | None = None
+    validation_queries: int = 100
+    evaluations_per_epoch: int = 4
+    early_stopping_patience: int = 2  # validations without a gain
     save_total_limit: int = 3
     train_split: str = "train"
     validation_split: str = "dev"
@@ -48,6 +59,31 @@ class CrossEncoderConfig:
     min_grade: int = 1
     max_pairs: int | None = None
     synthetic: str | None = None
+
+    def validate(self) -> None:
+        if not 1 <= self.epochs <= 10:
+            raise HarnessError(f"--epochs must be between 1 and 10, got {self.epochs}")
+        if self.learning_rate is not None and self.learning_rate <= 0:
+            raise HarnessError("--lr must be positive")
+        if self.num_negatives < 1:
+            raise HarnessError(f"--num-negatives must be at least 1, got {self.num_negatives}")
+        if self.first_stage_top < 2:
+            raise HarnessError(f"--rerank-top must be at least 2 (a reranker orders candidates), got {self.first_stage_top}")
+        if self.mining_depth <= self.range_min + self.num_negatives:
+            raise HarnessError(f"mining depth {self.mining_depth} leaves no room for {self.num_negatives} negatives "
+                               f"after rank {self.range_min}: raise --rerank-top or --range-max")
+
+    @property
+    def mining_depth(self) -> int:
+        return self.range_max or self.first_stage_top
+
+    def learning_rate_for(self, new_head: bool) -> tuple[float, str]:
+        """The learning rate to train with, and why."""
+        if self.learning_rate is not None:
+            return self.learning_rate, "given (--lr)"
+        if new_head:
+            return NEW_HEAD_LEARNING_RATE, "default for a new, untrained head"
+        return PRETRAINED_LEARNING_RATE, "default for adapting a pretrained cross-encoder"
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -76,6 +112,11 @@ def labelled_rows(examples: list[list[Any]]) -> dict[str, list[Any]]:
     return rows
 
 
+def first_stage_spec(negatives_model: str) -> str:
+    """The retriever spec of the first stage the reranker learns to reorder."""
+    return "dense" if negatives_model == "default" else f"dense:{negatives_model}"
+
+
 def finetune_cross_encoder(
     data: str | Path | Dataset,
     out: str | Path,
@@ -88,7 +129,8 @@ def finetune_cross_encoder(
     llm: dict[str, Any] | None = None,
     log: Any = None,
 ) -> FinetuneResult:
-    """Train a reranker with CrossEncoderTrainer and BCE on pairs plus mined negatives.
+    """Train a reranker of ``negatives_model``'s dense top ``first_stage_top`` with
+    CrossEncoderTrainer and BCE on pairs plus negatives mined from that top N.
 
     ``base`` is any cross-encoder folder or hub name; without one, the reranker starts from
     the MiniLM bi-encoder folder with a new, untrained one-logit head (no pretrained
@@ -100,19 +142,23 @@ def finetune_cross_encoder(
 
     say = log or (lambda message: None)
     config = config or CrossEncoderConfig()
+    config.validate()
     setup.check_device()
     out = Path(out)
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     dataset = data if isinstance(data, Dataset) else load_dataset(data)
     training = load_training_data(dataset, config, pairs_file, llm)
     start_from = resolve_model_name(base) if base else resolve_model_name("default")
-    if base and is_cross_encoder_folder(start_from) is not False:
-        base_note = f"started from the cross-encoder {display_name(base)}"
-    else:
+    new_head = not (base and is_cross_encoder_folder(start_from) is not False)
+    if new_head:
         base_note = (
             f"started from the bi-encoder {display_name(base or 'default')} with a new, untrained one-logit head: "
             "no pretrained cross-encoder was available"
         )
+    else:
+        base_note = f"started from the cross-encoder {display_name(base)}"
+    learning_rate, learning_rate_reason = config.learning_rate_for(new_head)
+    first_stage = first_stage_spec(negatives_model)
     setup.seed_everything(config.seed)
     model = load_trainable_cross_encoder(start_from, num_labels=1, max_length=config.max_length)
     work, state = prepare_work_dir(out, resume, run_key("cross-encoder", start_from, training.hash, config.as_dict()))
@@ -124,14 +170,15 @@ def finetune_cross_encoder(
             _mine_negatives(dataset, training, config, negatives_model, cache, stages, say)
             save_state(work, state)
         train_dataset = _hf_dataset(labelled_rows(stages["examples"]))
-        evaluator, validated = _rerank_evaluator(dataset, training, config, cache)
+        evaluator, validation = _rerank_evaluator(dataset, training, config, first_stage, cache)
         if "before" not in stages:
             stages["before"] = evaluator(model, epoch=0, steps=0)
             save_state(work, state)
         before = stages["before"]
-        say(f"reranker before training: val ndcg@10 {before['val_ndcg@10']:.4f} over BM25 top {config.validation_candidates}")
-        record = _train(model, train_dataset, config, evaluator, work / "checkpoints", resume, say)
-        after = evaluator(model, epoch=-1, steps=-1)
+        say(f"validation: {first_stage} top {config.first_stage_top} of {validation['queries']} queries, val ndcg@10 "
+            f"{validation['first_stage']['val_ndcg@10']:.4f} as ranked, {before['val_ndcg@10']:.4f} reranked before training")
+        record = _train(model, train_dataset, config, learning_rate, evaluator, work / "checkpoints", resume, say)
+        after = setup.best_validation(record, evaluator)
         final = final_dir(work)
         model.save(str(final))
         card = {
@@ -140,17 +187,19 @@ def finetune_cross_encoder(
             "base_model_path": start_from,
             "base_note": base_note,
             "negatives_model": display_name(negatives_model),
+            "first_stage": {"spec": first_stage, "top": config.first_stage_top,
+                            "rerank_spec": f"rerank({out},top={config.first_stage_top},first={first_stage})"},
             "output": str(out),
             "fingerprint": setup.model_fingerprint(model),
             "dataset": {"name": dataset.name, "path": str(dataset.path), "hash": dataset.hash},
             "training_data": {**training.description, "file": "pairs.jsonl"},
             "parameters": config.as_dict(),
+            "choices": {"learning_rate": {"value": learning_rate, "why": learning_rate_reason}},
             "seed": config.seed,
             "passes": {"reranker": {k: v for k, v in record.items() if k != "log_history"}},
             "chosen": "reranker",
             "mining": stages["mining"],
-            "validation": {"queries": validated, "corpus": f"BM25 top {config.validation_candidates} per query",
-                           "before": before, "after": after, "history": evaluator.history},
+            "validation": {**validation, "before": before, "after": after, "history": evaluator.history},
             "seconds": round(time.perf_counter() - started, 1),
             "provenance": provenance.collect(seed=config.seed),
         }
@@ -162,14 +211,14 @@ def finetune_cross_encoder(
 
 def _mine_negatives(dataset: Dataset, training: Any, config: CrossEncoderConfig, negatives_model: str, cache: Path,
                     stages: dict[str, Any], say: Any) -> None:
-    """Mine ``num_negatives`` a pair with ``negatives_model``; the statistics and the
-    (query, positive, negatives) examples go into the run's stages."""
+    """Mine ``num_negatives`` a pair from ``negatives_model``'s top ``mining_depth``; the
+    statistics and the (query, positive, negatives) examples go into the run's stages."""
     from harness.adapters.models import display_name, load_trainable_sentence_transformer
     from harness.train.mining import MiningConfig, mine
 
-    say(f"mining {config.num_negatives} negatives per pair with {display_name(negatives_model)}")
+    say(f"mining {config.num_negatives} negatives per pair from the top {config.mining_depth} of {display_name(negatives_model)}")
     miner = load_trainable_sentence_transformer(negatives_model)
-    mined = mine(training.pairs, dataset, miner, MiningConfig(range_min=config.range_min, range_max=config.range_max,
+    mined = mine(training.pairs, dataset, miner, MiningConfig(range_min=config.range_min, range_max=config.mining_depth,
                  relative_margin=config.relative_margin, num_negatives=config.num_negatives), cache_dir=cache,
                  seed=config.seed, extra_positives=known_positives(dataset, [config.train_split, config.validation_split]))
     mined.stats["mined_with"] = display_name(negatives_model)
@@ -183,47 +232,56 @@ def _hf_dataset(rows: dict[str, list[Any]]) -> Any:
     return HFDataset.from_dict(rows)
 
 
-def _rerank_evaluator(dataset: Dataset, training: Any, config: CrossEncoderConfig, cache: Path) -> tuple[Any, int]:
-    """Validation: rerank BM25's top candidates of (at most) ``validation_queries`` validation
-    queries; returns the evaluator and how many queries it reranks."""
-    from harness.train.evaluators import bm25_neighbours, make_rerank_evaluator
+def _rerank_evaluator(dataset: Dataset, training: Any, config: CrossEncoderConfig, first_stage: str,
+                      cache: Path) -> tuple[Any, dict[str, Any]]:
+    """Validation: rerank the first stage's top ``first_stage_top`` of (at most)
+    ``validation_queries`` validation queries, as ``rerank(OUT,top=N,first=...)`` will;
+    returns the evaluator and what it validates on, with the first stage's own figures."""
+    from harness.train.evaluators import first_stage_top, make_rerank_evaluator, ranking_figures
 
     val_ids = sorted(training.validation_qrels)[: config.validation_queries]
     val_queries = {q: training.validation_queries[q] for q in val_ids}
-    candidates = bm25_neighbours(dataset, val_queries, config.validation_candidates, cache)
+    candidates = first_stage_top(dataset, val_queries, first_stage, config.first_stage_top, cache)
     candidates = {q: c for q, c in candidates.items() if c}
     if not candidates:
         raise HarnessError("no validation query has a first-stage candidate to rerank")
     texts = {d: dataset.corpus[d].content for c in candidates.values() for d in c}
-    return make_rerank_evaluator(val_queries, training.validation_qrels, candidates, texts), len(candidates)
+    evaluator = make_rerank_evaluator(val_queries, training.validation_qrels, candidates, texts)
+    validation = {
+        "queries": len(candidates),
+        "corpus": f"{first_stage} top {config.first_stage_top} per query",
+        "first_stage": ranking_figures(training.validation_qrels, candidates),
+    }
+    return evaluator, validation
 
 
-def _train(model: Any, train_dataset: Any, config: CrossEncoderConfig, evaluator: Any, checkpoints: Path, resume: bool,
-           say: Any) -> dict[str, Any]:
+def _train(model: Any, train_dataset: Any, config: CrossEncoderConfig, learning_rate: float, evaluator: Any,
+           checkpoints: Path, resume: bool, say: Any) -> dict[str, Any]:
     """Train the reranker in place; returns its pass record (loss, steps, time, log history)."""
     from sentence_transformers.cross_encoder import CrossEncoderTrainer, CrossEncoderTrainingArguments
 
     loss, label = binary_cross_entropy(model, config)
     args = setup.training_arguments(
         CrossEncoderTrainingArguments, checkpoints, epochs=config.epochs, batch_size=config.batch_size,
-        learning_rate=config.learning_rate, warmup_ratio=config.warmup_ratio, seed=config.seed,
-        save_total_limit=config.save_total_limit, rows=len(train_dataset),
+        learning_rate=learning_rate, warmup_ratio=config.warmup_ratio, seed=config.seed,
+        rows=len(train_dataset), evaluations_per_epoch=config.evaluations_per_epoch,
     )
     trainer = setup.quiet(CrossEncoderTrainer(
         model=model, args=args, train_dataset=train_dataset, loss=loss, evaluator=evaluator,
-        callbacks=setup.callbacks(config.epochs, config.early_stopping_patience),
+        callbacks=setup.callbacks(config.epochs * config.evaluations_per_epoch, config.early_stopping_patience,
+                                  config.save_total_limit),
     ))
-    say(f"training the reranker on {len(train_dataset)} labelled pairs")
+    say(f"training the reranker on {len(train_dataset)} labelled pairs, lr {learning_rate:g}")
     started = time.perf_counter()
     output, _ = train_resumably(trainer, checkpoints, resume)
     seconds = time.perf_counter() - started
     epochs_done = float(trainer.state.epoch or config.epochs)
     return {
-        "loss": label,
-        "rows": len(train_dataset), "epochs": config.epochs, "epochs_done": epochs_done,
+        "loss": label, "learning_rate": learning_rate,
+        "rows": len(train_dataset), "epochs": config.epochs, "epochs_done": round(epochs_done, 3),
         "steps": trainer.state.global_step, "seconds": round(seconds, 1),
-        "pairs_per_second": round(len(train_dataset) * float(trainer.state.epoch or 1)
-                                  / max(1e-9, output.metrics.get("train_runtime", seconds)), 3),
-        "best_checkpoint": trainer.state.best_model_checkpoint, "device": setup.trained_on(trainer),
-        "log_history": setup.log_history(trainer),
+        "pairs_per_second": round(len(train_dataset) * epochs_done / max(1e-9, output.metrics.get("train_runtime", seconds)), 3),
+        "best_checkpoint": trainer.state.best_model_checkpoint, "best_metric": trainer.state.best_metric,
+        "kept_checkpoints": setup.checkpoint_scores(checkpoints, trainer.state.log_history),
+        "device": setup.trained_on(trainer), "log_history": setup.log_history(trainer),
     }

@@ -26,13 +26,28 @@ def _base_class() -> type:
     return BaseEvaluator
 
 
-def bm25_neighbours(dataset: Dataset, queries: dict[str, str], k: int, cache_dir: Any = None) -> dict[str, list[str]]:
+def first_stage_top(dataset: Dataset, queries: dict[str, str], spec: str, k: int, cache_dir: Any = None) -> dict[str, list[str]]:
+    """Each query's top ``k`` documents by the retriever ``spec`` (the harness's own, so the
+    cut and the order follow its one tie rule), as ``rerank(...)`` would receive them."""
     from harness.adapters import build_retriever
 
-    retriever = build_retriever("bm25", cache_dir)
+    retriever = build_retriever(spec, cache_dir)
     retriever.build(dataset.corpus)
     run = retriever.search(queries, k)
     return {qid: run.ranking(qid) for qid in queries}
+
+
+def bm25_neighbours(dataset: Dataset, queries: dict[str, str], k: int, cache_dir: Any = None) -> dict[str, list[str]]:
+    return first_stage_top(dataset, queries, "bm25", k, cache_dir)
+
+
+def ranking_figures(qrels: dict[str, dict[str, int]], candidates: dict[str, list[str]],
+                    metrics: tuple[str, ...] = ("ndcg@10", "mrr@10"), name: str = "val") -> dict[str, float]:
+    """The first stage's own figures over ``candidates`` (in their order): what a reranker
+    of these candidates has to beat."""
+    run = {q: {d: float(len(docs) - rank) for rank, d in enumerate(docs)} for q, docs in candidates.items()}
+    per_query = metric_lib.per_query({q: qrels[q] for q in candidates}, run, list(metrics))
+    return {f"{name}_{metric}": float(np.mean(list(values.values()))) for metric, values in per_query.items()}
 
 
 def validation_corpus(

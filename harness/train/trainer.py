@@ -4,6 +4,7 @@ arguments, callbacks (early stopping, a clock inside the epochs), quiet logging,
 from __future__ import annotations
 
 import inspect
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -61,14 +62,53 @@ def trained_on(trainer: Any) -> str:
     return str(args.device) if args.n_gpu <= 1 else f"{args.device} and {args.n_gpu - 1} more GPU(s), DataParallel"
 
 
-def callbacks(epochs: int, patience: int) -> list[Any]:
-    """The step timer first, then early stopping where there is more than one epoch."""
+def checkpoint_scores(folder: Path, log_history: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The ``checkpoint-N`` folders in ``folder`` with the validation of step N, best first
+    (the earlier of equals, as the trainer's best is)."""
+    scores = {e["step"]: float(e["eval_val_ndcg@10"]) for e in log_history if "eval_val_ndcg@10" in e}
+    found = []
+    for child in folder.glob("checkpoint-*") if folder.is_dir() else []:
+        step = child.name.split("-", 1)[1]
+        if child.is_dir() and step.isdigit():
+            found.append({"checkpoint": child.name, "step": int(step), "val_ndcg@10": scores.get(int(step))})
+    return sorted(found, key=lambda c: (-(c["val_ndcg@10"] if c["val_ndcg@10"] is not None else float("-inf")), c["step"]))
+
+
+def keep_best_checkpoints(limit: int) -> Any:
+    """A trainer callback that keeps, after each checkpoint, the ``limit`` checkpoints with
+    the best validation and deletes the others. (The trainer's own ``save_total_limit``
+    keeps the latest ones plus the best; the seed articles keep the best 3.)"""
+    from transformers import TrainerCallback
+
+    class KeepBestCheckpoints(TrainerCallback):
+        def on_save(self, args, state, control, **kwargs):  # noqa: ANN001
+            for stale in checkpoint_scores(Path(args.output_dir), state.log_history)[limit:]:
+                shutil.rmtree(Path(args.output_dir) / stale["checkpoint"], ignore_errors=True)
+
+    return KeepBestCheckpoints()
+
+
+def callbacks(evaluations: int, patience: int, keep: int) -> list[Any]:
+    """The step timer first, the best ``keep`` checkpoints kept, then early stopping
+    (``patience`` validations without a gain) where training validates more than once."""
     from transformers import EarlyStoppingCallback
 
-    chosen: list[Any] = [step_timer()]
-    if epochs > 1 and patience > 0:
+    chosen: list[Any] = [step_timer(), keep_best_checkpoints(keep)]
+    if evaluations > 1 and patience > 0:
         chosen.append(EarlyStoppingCallback(early_stopping_patience=patience))
     return chosen
+
+
+def steps_per_epoch(rows: int, batch_size: int) -> int:
+    return max(1, -(-rows // batch_size))
+
+
+def validation_steps(rows: int, batch_size: int, evaluations_per_epoch: int) -> int | None:
+    """Steps between validations when an epoch is validated more than once (None: at the
+    end of each epoch)."""
+    if evaluations_per_epoch <= 1:
+        return None
+    return max(1, steps_per_epoch(rows, batch_size) // evaluations_per_epoch)
 
 
 def training_arguments(
@@ -80,18 +120,19 @@ def training_arguments(
     learning_rate: float,
     warmup_ratio: float,
     seed: int,
-    save_total_limit: int,
     rows: int,
+    evaluations_per_epoch: int = 1,
     batch_sampler: Any = None,
 ) -> Any:
     """``cls`` (the sentence-transformers or cross-encoder training arguments) with the
-    harness's schedule: validate and checkpoint every epoch, keep the best by
-    ``val_ndcg@10`` and load it at the end, log the loss ten times an epoch (``rows``
-    training rows), seeded, no reporting."""
+    harness's schedule: validate and checkpoint at the end of every epoch, or
+    ``evaluations_per_epoch`` times an epoch; the best by ``val_ndcg@10`` is loaded at the
+    end (``keep_best_checkpoints``, not the trainer's ``save_total_limit``, chooses which
+    checkpoints stay); log the loss ten times an epoch (``rows`` training rows), seeded, no
+    reporting."""
     from harness.progress import enabled
 
-    steps_per_epoch = max(1, -(-rows // batch_size))
-
+    every = validation_steps(rows, batch_size, evaluations_per_epoch)
     kwargs: dict[str, Any] = dict(
         output_dir=str(checkpoints),
         num_train_epochs=epochs,
@@ -99,14 +140,13 @@ def training_arguments(
         per_device_eval_batch_size=batch_size,
         learning_rate=learning_rate,
         warmup_steps=warmup_ratio,  # a float below 1 is a ratio in transformers 5
-        eval_strategy="epoch",
-        save_strategy="epoch",
-        save_total_limit=save_total_limit,
+        eval_strategy="epoch" if every is None else "steps",
+        save_strategy="epoch" if every is None else "steps",
         load_best_model_at_end=True,
         metric_for_best_model="val_ndcg@10",
         greater_is_better=True,
         logging_strategy="steps",
-        logging_steps=max(1, steps_per_epoch // 10),
+        logging_steps=max(1, steps_per_epoch(rows, batch_size) // 10),
         logging_first_step=True,
         seed=seed,
         data_seed=seed,
@@ -117,6 +157,8 @@ def training_arguments(
         save_safetensors=True,
         use_cpu=selected_device() == "cpu",  # else the trainer takes a GPU wherever there is one
     )
+    if every is not None:
+        kwargs["eval_steps"] = kwargs["save_steps"] = every
     if batch_sampler is not None:
         kwargs["batch_sampler"] = batch_sampler
     accepted = inspect.signature(cls).parameters
@@ -132,6 +174,16 @@ def quiet(trainer: Any) -> Any:
     if not enabled():
         trainer.remove_callback(PrinterCallback)
     return trainer
+
+
+def best_validation(record: dict[str, Any], evaluator: Any) -> dict[str, float]:
+    """The validation of the checkpoint the trainer loaded at the end (the best one; the
+    first of equals, as the trainer keeps it)."""
+    validations = [e for e in record["log_history"] if "eval_val_ndcg@10" in e]
+    if not validations:
+        return {k: v for k, v in evaluator.history[-1].items() if k.startswith("val_")}
+    best = max(validations, key=lambda e: e["eval_val_ndcg@10"])
+    return {k[len("eval_"):]: float(v) for k, v in best.items() if k.startswith("eval_val_")}
 
 
 def log_history(trainer: Any) -> list[dict[str, Any]]:
