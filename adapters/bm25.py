@@ -61,9 +61,7 @@ class BM25Retriever(Retriever):
     def from_spec(cls, spec: Spec, cache_dir: Path) -> "BM25Retriever":
         if spec.value is not None or spec.args:
             raise HarnessError(f"bm25 takes only options, e.g. bm25(k1=1.2,stemmer=english): {spec}")
-        unknown = {key for key, _ in spec.options} - OPTIONS
-        if unknown:
-            raise HarnessError(f"bm25: unknown option(s) {', '.join(sorted(unknown))} in {spec} (known: {', '.join(sorted(OPTIONS))})")
+        spec.check_options(OPTIONS)
         return cls(
             cache_dir=cache_dir,
             k1=_float(spec, "k1", 1.5),

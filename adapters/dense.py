@@ -92,9 +92,7 @@ class DenseRetriever(Retriever):
     def from_spec(cls, spec: Spec, cache_dir: Path) -> "DenseRetriever":
         if spec.args:
             raise HarnessError(f"dense takes its model after ':', not as an argument: {spec}")
-        unknown = {key for key, _ in spec.options} - OPTIONS
-        if unknown:
-            raise HarnessError(f"dense: unknown option(s) {', '.join(sorted(unknown))} in {spec} (known: {', '.join(sorted(OPTIONS))})")
+        spec.check_options(OPTIONS)
         preset = spec.option("prompts")
         if preset is not None and preset not in PROMPT_PRESETS:
             raise HarnessError(f"dense: unknown prompts preset {preset!r} (known: {', '.join(PROMPT_PRESETS)})")

@@ -76,12 +76,8 @@ class FilterRetriever(Retriever):
 
         if spec.args or spec.value is not None:
             raise HarnessError(f"filter takes options only, e.g. filter(first=dense,field=subdomain): {spec}")
-        unknown = {key for key, _ in spec.options} - OPTIONS
-        if unknown:
-            raise HarnessError(f"filter: unknown option(s) {', '.join(sorted(unknown))} in {spec} (known: {', '.join(sorted(OPTIONS))})")
-        first = spec.option_spec("first")
-        if first is None:
-            raise HarnessError(f"filter needs a first stage, e.g. first=dense: {spec}")
+        spec.check_options(OPTIONS)
+        first = spec.first_stage(example="dense")
         return cls(build_retriever(first, cache_dir, shared), field=spec.option("field"), where=spec.option("where"), spec=str(spec))
 
     def bind(self, documents: Mapping[str, WithMetadata], queries: Mapping[str, WithMetadata], where: str) -> None:

@@ -57,9 +57,7 @@ class HybridRetriever(Retriever):
 
         if spec.value is not None:
             raise HarnessError(f"hybrid takes retrievers in parentheses: hybrid(bm25,dense), not {spec}")
-        unknown = {key for key, _ in spec.options} - OPTIONS
-        if unknown:
-            raise HarnessError(f"hybrid: unknown option(s) {', '.join(sorted(unknown))} in {spec} (known: {', '.join(sorted(OPTIONS))})")
+        spec.check_options(OPTIONS)
         raw_weights = spec.option("weights")
         try:
             weights = [float(w) for w in raw_weights.split(";")] if raw_weights else None

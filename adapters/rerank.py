@@ -42,12 +42,8 @@ class RerankRetriever(Retriever):
 
         if len(spec.args) != 1 or spec.value is not None:
             raise HarnessError(f"rerank takes one cross-encoder, e.g. rerank(models/ce,top=100,first=bm25): {spec}")
-        unknown = {key for key, _ in spec.options} - OPTIONS
-        if unknown:
-            raise HarnessError(f"rerank: unknown option(s) {', '.join(sorted(unknown))} in {spec} (known: {', '.join(sorted(OPTIONS))})")
-        first = spec.option_spec("first")
-        if first is None:
-            raise HarnessError(f"rerank needs a first stage, e.g. first=bm25: {spec}")
+        spec.check_options(OPTIONS)
+        first = spec.first_stage(example="bm25")
         try:
             top = int(spec.option("top", "100") or 100)
             batch = int(spec.option("batch", "32") or 32)

@@ -70,6 +70,19 @@ class Spec:
                 return value
         return None
 
+    def check_options(self, known: set[str]) -> None:
+        """Fail on any option the retriever kind does not take (a typo must not be ignored)."""
+        unknown = {key for key, _ in self.options} - known
+        if unknown:
+            raise HarnessError(f"{self.kind}: unknown option(s) {', '.join(sorted(unknown))} in {self} (known: {', '.join(sorted(known))})")
+
+    def first_stage(self, example: str) -> "Spec":
+        """The ``first=SPEC`` option of a retriever built over another; ``example`` shows one in the error."""
+        first = self.option_spec("first")
+        if first is None:
+            raise HarnessError(f"{self.kind} needs a first stage, e.g. first={example}: {self}")
+        return first
+
     def as_text(self) -> str:
         """The spec as a plain value (an option such as ``top=100``): as written, without
         the quotes that kept its spaces or commas together."""

@@ -89,3 +89,23 @@ def test_nesting_deeper_than_the_limit_is_an_error_not_a_crash() -> None:
         Spec.parse(nested(300))  # a RecursionError before the limit
     with pytest.raises(HarnessError, match="nested deeper"):
         Spec.parse("rerank(ce,first=" * 40 + "bm25" + ")" * 40)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("bm25(k2=1)", "bm25: unknown option(s) k2 in bm25(k2=1) (known: b, k1, method, stemmer, stopwords)"),
+        ("dense(dims=8,idx=flat)", "dense: unknown option(s) dims, idx in dense(dims=8,idx=flat) "
+         "(known: batch, dim, doc_prompt, index, max_len, prompts, query_prompt)"),
+        ("hybrid(bm25,dense,k=60)", "hybrid: unknown option(s) k in hybrid(bm25,dense,k=60) (known: depth, method, norm, rrf_k, weights)"),
+        ("rerank(ce,first=bm25,depth=5)", "rerank: unknown option(s) depth in rerank(ce,first=bm25,depth=5) (known: batch, first, top)"),
+        ("filter(first=bm25,depth=3)", "filter: unknown option(s) depth in filter(first=bm25,depth=3) (known: field, first, where)"),
+        ("rerank(ce,top=5)", "rerank needs a first stage, e.g. first=bm25: rerank(ce,top=5)"),
+        ("filter(field=subdomain)", "filter needs a first stage, e.g. first=dense: filter(field=subdomain)"),
+    ],
+)
+def test_option_and_first_stage_errors_are_one_message_for_every_kind(text: str, message: str, tmp_path) -> None:
+    """``Spec.check_options`` and ``Spec.first_stage``: the same wording in every adapter."""
+    with pytest.raises(HarnessError) as caught:
+        build_retriever(text, tmp_path)
+    assert str(caught.value) == message
