@@ -122,7 +122,7 @@ def test_device_cpu_is_recorded_by_mining_and_fine_tuning(tiny_dataset: Path, ti
     assert {rec["device"] for rec in card["passes"].values()} == {"cpu"}
     assert card["mining"]["device"] == "cpu"
     readme = (ft / "README.md").read_text()
-    assert "- device: cpu (" in readme and ", --device cpu" in readme and "on cpu, best checkpoint" in readme
+    assert "- device: cpu (" in readme and ", --device cpu" in readme and "on cpu, finished on " in readme
 
 
 def _cuda() -> bool:
