@@ -144,7 +144,7 @@ def mine(data, out, model_name, pairs_file, synthetic, llm_url, llm_model, llm_k
 @click.option("--lr", type=float, help="Peak learning rate (default: bi-encoder 2e-5; reranker 1e-4 for a new head, "
               "2e-5 from a pretrained cross-encoder).")
 @click.option("--warmup", type=float, default=0.1, show_default=True, help="Warm-up share of the steps.")
-@click.option("--batch-size", type=int, help="Training batch (default: bi-encoder 32; reranker 16 (query, document) pairs).")
+@click.option("--batch-size", type=int, default=32, show_default=True, help="Training batch (bi-encoder: pairs; reranker: labelled (query, document) pairs).")
 @click.option("--mini-batch-size", type=int, default=16, show_default=True, help="Mini-batch of --loss cmnrl (16 keeps batch 256 of 256-token texts under 3 GB).")
 @click.option("--max-seq-length", type=int, help="Truncate texts to N tokens while training.")
 @click.option("--patience", type=int, help="Early stopping: validations without a gain (default: bi-encoder 1, validating "

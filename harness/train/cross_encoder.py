@@ -41,7 +41,7 @@ class CrossEncoderConfig:
     epochs: int = 1
     learning_rate: float | None = None  # None: NEW_HEAD_LEARNING_RATE or PRETRAINED_LEARNING_RATE
     warmup_ratio: float = 0.1
-    batch_size: int = 16
+    batch_size: int = 32
     num_negatives: int = 4
     max_length: int = 256
     seed: int = 42
