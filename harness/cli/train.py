@@ -157,7 +157,7 @@ def mine(data, out, model_name, pairs_file, synthetic, llm_url, llm_model, llm_k
 @click.option("--validation-share", type=float, default=0.1, show_default=True)
 @click.option("--max-pairs", type=int, help="Train on at most N pairs (seeded sample).")
 @click.option("--min-grade", type=int, default=1, show_default=True, help="Lowest grade that makes a judgement a positive.")
-@click.option("--num-negatives", type=int, help="Hard negatives per pair (bi-encoder 1, cross-encoder 3).")
+@click.option("--num-negatives", type=int, help="Hard negatives per pair (bi-encoder 1, reranker 4).")
 @click.option("--range-max", type=int, help="Mine negatives up to this rank (default: bi-encoder 50; reranker --rerank-top).")
 @click.option("--relative-margin", type=float,
               help="Drop candidates within this share of the positive's score, negative to disable (default: bi-encoder "
