@@ -278,7 +278,6 @@ class DenseRetriever(Retriever):
             depth = min(2 * depth, total)
         return found
 
-
     def search(self, queries: Mapping[str, str], k: int = 100):  # type: ignore[override]
         run = super().search(queries, k)
         if self.index_kind != "flat" and queries:
