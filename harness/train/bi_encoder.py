@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from harness.data import Dataset, load_dataset
+from harness.data import Dataset
 from harness.errors import HarnessError
 from harness.train import trainer as setup
 from harness.train.cards import FinetuneResult, write_card_and_log
@@ -27,7 +27,7 @@ from harness.train.checkpoints import (
     final_dir, keep_partial_on_interrupt, prepare_work_dir, publish, run_key, save_state, train_resumably,
 )
 from harness.train.losses import BI_ENCODER_LOSSES, NEEDS_NEGATIVES, bi_encoder_loss
-from harness.train.pairs import Pair, TrainingData, known_positives, load_training_data, write_pairs
+from harness.train.pairs import Pair, TrainingData, known_positives, write_pairs
 
 PASSES = ("two", "in-batch", "hard-negatives")
 
@@ -192,18 +192,13 @@ def finetune(
     ``log`` (a callable taking one string) receives progress lines.
     """
     from harness import provenance
-    from harness.adapters import default_cache_dir
     from harness.adapters.models import display_name, load_trainable_sentence_transformer, resolve_model_name
     from harness.train.evaluators import make_retrieval_evaluator, validation_corpus
 
     say = log or (lambda message: None)
     config = config or FinetuneConfig()
-    config.validate()
-    setup.check_device()
     out = Path(out)
-    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    dataset = data if isinstance(data, Dataset) else load_dataset(data)
-    training = load_training_data(dataset, config, pairs_file, llm)
+    cache, dataset, training = setup.start(config, data, cache_dir, pairs_file, llm)
     base_path = resolve_model_name(base)
     setup.seed_everything(config.seed)
     model = load_trainable_sentence_transformer(base, config.max_seq_length)  # a missing base fails before any folder is made

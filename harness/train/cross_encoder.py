@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from harness.data import Dataset, load_dataset
+from harness.data import Dataset
 from harness.errors import HarnessError
 from harness.train import trainer as setup
 from harness.train.cards import FinetuneResult, write_card_and_log
@@ -26,7 +26,7 @@ from harness.train.checkpoints import (
     final_dir, keep_partial_on_interrupt, prepare_work_dir, publish, run_key, save_state, train_resumably,
 )
 from harness.train.losses import binary_cross_entropy
-from harness.train.pairs import known_positives, load_training_data, write_pairs
+from harness.train.pairs import known_positives, write_pairs
 
 
 # The learning rate when none is given: a new one-logit head on a bi-encoder's weights needs
@@ -137,17 +137,12 @@ def finetune_cross_encoder(
     cross-encoder is available offline), and the card says which.
     """
     from harness import provenance
-    from harness.adapters import default_cache_dir
     from harness.adapters.models import display_name, load_trainable_cross_encoder, resolve_model_name
 
     say = log or (lambda message: None)
     config = config or CrossEncoderConfig()
-    config.validate()
-    setup.check_device()
     out = Path(out)
-    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    dataset = data if isinstance(data, Dataset) else load_dataset(data)
-    training = load_training_data(dataset, config, pairs_file, llm)
+    cache, dataset, training = setup.start(config, data, cache_dir, pairs_file, llm)
     start_from = resolve_model_name(base) if base else resolve_model_name("default")
     new_head = not (base and is_cross_encoder_folder(start_from) is not False)
     if new_head:

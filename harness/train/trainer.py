@@ -56,6 +56,22 @@ def check_device() -> None:
                            f"run with CUDA_VISIBLE_DEVICES={device[5:]} and --device cuda")
 
 
+def start(config: Any, data: Any, cache_dir: str | Path | None, pairs_file: str | Path | None,
+          llm: dict[str, Any] | None) -> tuple[Path, Any, Any]:
+    """What both trainers do before any model loads: check the settings and the device, load
+    the dataset and the training pairs. Returns the embedding cache folder, the dataset
+    and the :class:`~harness.train.pairs.TrainingData`."""
+    from harness.adapters import default_cache_dir
+    from harness.data import Dataset, load_dataset
+    from harness.train.pairs import load_training_data
+
+    config.validate()
+    check_device()
+    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    dataset = data if isinstance(data, Dataset) else load_dataset(data)
+    return cache, dataset, load_training_data(dataset, config, pairs_file, llm)
+
+
 def trained_on(trainer: Any) -> str:
     """The device the trainer trained on (several GPUs: nn.DataParallel over all of them)."""
     args = trainer.args
