@@ -25,7 +25,12 @@ RANX_LOCK = threading.Lock()
 
 DEFAULT_METRICS = ("ndcg@10", "recall@10", "recall@100", "mrr@10", "map@100", "precision@10", "hit@10", "judged@10")
 _RANX_NAMES = {"hit": "hit_rate"}
-_KNOWN = {"ndcg", "ndcg_burges", "recall", "mrr", "map", "precision", "hit", "judged", "r-precision", "f1"}
+# The metrics offered and the values each can take per query. All are bounded: nDCG divides a
+# gain by the ideal ranking's; recall, precision, hit, judged, R-precision and F1 are shares
+# of documents; MRR is a reciprocal rank; MAP a mean of precisions.
+RANGES: dict[str, tuple[float, float]] = {
+    name: (0.0, 1.0) for name in ("ndcg", "ndcg_burges", "recall", "mrr", "map", "precision", "hit", "judged", "r-precision", "f1")
+}
 # ranx metrics the harness refuses, and why
 _REFUSED = {
     "bpref": "ranx's bpref is NaN for a query without a judged non-relevant document (most BEIR qrels), "
@@ -40,8 +45,8 @@ def validate_metric(name: str) -> str:
     match = _PATTERN.match(name.strip().lower())
     if match and match.group("name") in _REFUSED:
         raise HarnessError(f"metric {name!r} is not offered: {_REFUSED[match.group('name')]}")
-    if not match or match.group("name") not in _KNOWN:
-        raise HarnessError(f"unknown metric {name!r} (known: {', '.join(sorted(_KNOWN))}, with @k where it applies)")
+    if not match or match.group("name") not in RANGES:
+        raise HarnessError(f"unknown metric {name!r} (known: {', '.join(sorted(RANGES))}, with @k where it applies)")
     if match.group("name") == "judged" and not match.group("k"):
         raise HarnessError("judged needs a cut-off, e.g. judged@10")
     if match.group("k") is not None and int(match.group("k")) < 1:
@@ -89,11 +94,18 @@ def per_query(
     return {metric: results[metric] for metric in metrics}
 
 
+def metric_range(metric: str) -> tuple[float, float]:
+    """The values ``metric`` (a name such as ``ndcg@10``) can take per query; an unknown or
+    refused metric is an error (:func:`validate_metric`)."""
+    return RANGES[validate_metric(metric).partition("@")[0]]
+
+
 def _check_range(metric: str, scores: dict[str, float]) -> None:
-    """Every metric here is a share or a ratio in [0, 1]: a value outside is a bug, never a figure."""
+    """A value outside the metric's range is a bug, never a figure."""
+    low, high = metric_range(metric)
     for qid, value in scores.items():
-        if not (-RANGE_SLACK <= value <= 1 + RANGE_SLACK):
-            raise HarnessError(f"{metric} of query {qid!r} is {value!r}, outside its range [0, 1]: an internal error, please report it")
+        if not (low - RANGE_SLACK <= value <= high + RANGE_SLACK):
+            raise HarnessError(f"{metric} of query {qid!r} is {value!r}, outside its range [{low:g}, {high:g}]: an internal error, please report it")
 
 
 RECALL_CURVE_CUTOFFS = (1, 3, 5, 10, 20, 50, 100)

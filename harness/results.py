@@ -35,13 +35,6 @@ from harness.errors import HarnessError, located
 
 SCHEMA_VERSION = 1
 
-# The values each per-query metric can take. All of them are bounded: nDCG divides a gain
-# by the ideal ranking's; recall, precision, hit, judged, R-precision and F1 are shares of
-# documents; MRR is a reciprocal rank; MAP a mean of precisions.
-SCORE_RANGES: dict[str, tuple[float, float]] = {
-    name: (0.0, 1.0) for name in ("ndcg", "ndcg_burges", "recall", "mrr", "map", "precision", "hit", "judged", "r-precision", "f1")
-}
-
 
 @dataclass
 class RetrieverResult:
@@ -207,15 +200,12 @@ def check_scores(suites: Iterable[SuiteResult | dict[str, Any]], source: str | P
 
 
 def _score_range(metric: str, fail) -> tuple[float, float]:
-    from harness.metrics import validate_metric
+    from harness.metrics import metric_range
 
     try:
-        name = validate_metric(metric).partition("@")[0]
+        return metric_range(metric)
     except HarnessError as exc:
         raise fail(str(exc)) from None
-    if name not in SCORE_RANGES:
-        raise fail(f"no known range for {metric}: this harness cannot check its scores")
-    return SCORE_RANGES[name]
 
 
 def _line_of(text: str | None, keys: list[Any]) -> int | None:
