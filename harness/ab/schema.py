@@ -167,9 +167,10 @@ def connect(db: str | Path | None, create: bool = True):
 def writing(db: str | Path) -> Iterator[Any]:
     """A connection for ingest and registration. A new store is built in a partial file
     beside ``db`` and renamed to ``db`` only when the block succeeds, so a failed ingest
-    leaves no store behind; an existing store is written in place (each ingested file is
-    one transaction)."""
-    import os
+    leaves no store behind (``harness.files.staged``, which also clears what a killed
+    ingest left); an existing store is written in place (each ingested file is one
+    transaction)."""
+    from harness.files import staged
 
     db = Path(db)
     if db.exists():
@@ -179,18 +180,16 @@ def writing(db: str | Path) -> Iterator[Any]:
         finally:
             con.close()
         return
-    partial = db.with_name(f".{db.name}.{os.getpid()}.partial")
-    con = connect(partial)
-    try:
-        yield con
-        con.execute("CHECKPOINT")  # everything in the main file: nothing left in a WAL beside it
-    except BaseException:
+    with staged(db) as (partial,):
+        con = connect(partial)
+        try:
+            yield con
+            con.execute("CHECKPOINT")  # everything in the main file: nothing left in a WAL beside it
+        except BaseException:
+            con.close()
+            partial.with_name(partial.name + ".wal").unlink(missing_ok=True)
+            raise
         con.close()
-        for leftover in (partial, partial.with_name(partial.name + ".wal")):
-            leftover.unlink(missing_ok=True)
-        raise
-    con.close()
-    os.replace(partial, db)
 
 
 def _check_store(con, path: str, create: bool) -> None:
