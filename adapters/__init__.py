@@ -8,7 +8,7 @@ from harness.adapters.base import Retriever, Run
 from harness.adapters.spec import Spec
 from harness.errors import HarnessError
 
-KINDS = ("bm25", "dense", "hybrid", "rerank", "filter")
+KINDS = ("bm25", "dense", "hybrid", "rerank", "filter", "qdrant")
 
 
 def build_retriever(
@@ -50,6 +50,10 @@ def _build(parsed: Spec, cache_dir: str | Path | None, shared: dict[str, Retriev
         from harness.adapters.filter import FilterRetriever
 
         return FilterRetriever.from_spec(parsed, cache, shared)
+    if parsed.kind == "qdrant":
+        from harness.adapters.vectordb import VectorDatabaseRetriever
+
+        return VectorDatabaseRetriever.from_spec(parsed, cache)
     raise HarnessError(f"unknown retriever kind {parsed.kind!r} in spec {str(parsed)!r} (known: {', '.join(KINDS)})")
 
 

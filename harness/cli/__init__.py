@@ -28,6 +28,7 @@ COMMANDS = {
     "ab": ("harness.cli.ab", "ab"),
     "report": ("harness.cli.report", "report"),
     "models": ("harness.cli.models", "models"),
+    "index": ("harness.cli.index", "index"),
 }
 
 SUMMARIES = {
@@ -41,6 +42,7 @@ SUMMARIES = {
     "ab": "Online A/B tests: ingest logs, analyse, decide, interleave.",
     "report": "Render results as HTML, Markdown or terminal text.",
     "models": "Model versions in MLflow: register, promote after a gate, roll back.",
+    "index": "Serving indexes in a vector database: plan, build, swap, roll back, prune.",
 }
 
 
