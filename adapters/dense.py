@@ -3,8 +3,10 @@
 Spec: ``dense[:MODEL][(option=value,...)]`` with options
 
 - ``dim``: keep the first N dimensions (Matryoshka), renormalised;
-- ``index``: ``flat`` (exact inner product, default), ``hnsw`` or ``ivf`` (approximate;
-  their recall@k against exact search is measured and reported);
+- ``index``: ``flat`` (exact inner product, default), ``hnsw``, ``ivf`` or ``ivfpq``
+  (approximate; their recall@k against exact search is measured and reported); ``ivfpq``
+  is the on-disk IVF-PQ index of ``adapters/faiss_index.py``, built once in the cache,
+  with ``nlist`` (lists), ``m`` (PQ sub-quantizers, bytes a vector) and ``nprobe``;
 - ``prompts``: ``e5`` or ``bge`` presets, or ``query_prompt`` / ``doc_prompt`` verbatim;
 - ``max_len``: maximum sequence length in tokens; ``batch``: encoding batch size;
 - ``backend``: ``torch`` (default) or ``openvino``, with ``quant=int8`` for static int8
@@ -47,8 +49,9 @@ PROMPT_PRESETS = {
     "bge": ("Represent this sentence for searching relevant passages: ", ""),
     "none": ("", ""),
 }
-INDEXES = ("flat", "hnsw", "ivf")
-OPTIONS = {"dim", "index", "prompts", "query_prompt", "doc_prompt", "max_len", "batch", "backend", "quant"}
+INDEXES = ("flat", "hnsw", "ivf", "ivfpq")
+IVFPQ_OPTIONS = ("nlist", "m", "nprobe")
+OPTIONS = {"dim", "index", "prompts", "query_prompt", "doc_prompt", "max_len", "batch", "backend", "quant", *IVFPQ_OPTIONS}
 LATENCY_SAMPLE = 100
 
 
@@ -65,16 +68,22 @@ class DenseRetriever(Retriever):
         batch_size: int = 32,
         spec: str | None = None,
         backend: EncodingBackend = EncodingBackend(),
+        ivfpq: Mapping[str, int] | None = None,
     ) -> None:
         super().__init__()
         if index not in INDEXES:
             raise HarnessError(f"dense: unknown index {index!r} (known: {', '.join(INDEXES)})")
+        if ivfpq and index != "ivfpq":
+            raise HarnessError(f"dense: option {', '.join(sorted(ivfpq))} applies to index=ivfpq only")
         if dim is not None and dim < 1:
             raise HarnessError(f"dense: dim must be positive, got {dim}")
         self.model_name = model or "default"
         self.cache_dir = cache_dir
         self.dim = dim
         self.index_kind = index
+        self.ivfpq_options = dict(ivfpq or {})
+        self._ivfpq: Any = None  # the opened IvfPqIndex, for its description
+        self._ivfpq_reused = False
         self.query_prompt = query_prompt
         self.doc_prompt = doc_prompt
         self.max_len = max_len
@@ -116,6 +125,7 @@ class DenseRetriever(Retriever):
             batch_size=_int_option(spec, "batch") or 32,
             spec=str(spec),
             backend=EncodingBackend.parse(spec.option("backend"), spec.option("quant")),
+            ivfpq={key: _int_option(spec, key) for key in IVFPQ_OPTIONS if spec.option(key) is not None},
         )
 
     @property
@@ -231,8 +241,16 @@ class DenseRetriever(Retriever):
             self._index_obj = faiss.IndexHNSWFlat(dim, 32, faiss.METRIC_INNER_PRODUCT)
             self._index_obj.hnsw.efSearch = 64
             self._index_obj.add(vectors)
+        elif self.index_kind == "ivfpq":
+            from harness.adapters.faiss_index import cached_ivfpq
+
+            options = self.ivfpq_options
+            self._ivfpq, self._ivfpq_reused = cached_ivfpq(self._doc_ids, vectors, self.cache_dir or Path("."),
+                                                           options.get("nlist") or _default_lists(len(vectors)),
+                                                           options.get("m"), options.get("nprobe"))
+            self._index_obj = self._ivfpq.index
         else:
-            lists = max(1, min(int(np.sqrt(len(vectors))), len(vectors) // 39 or 1))
+            lists = _default_lists(len(vectors))
             quantizer = faiss.IndexFlatIP(dim)
             self._index_obj = faiss.IndexIVFFlat(quantizer, dim, lists, faiss.METRIC_INNER_PRODUCT)
             self._index_obj.train(vectors)
@@ -277,7 +295,8 @@ class DenseRetriever(Retriever):
         if self.cache_dir is None:
             return None
         key = json.dumps([(self.encoder_key, *self.identity[1:]), self.query_prompt, self.dim, self.index_kind, k, len(self._doc_ids),
-                          platform.node(), platform.machine(), os.cpu_count(), selected_device(), [text for _, text in sample]])
+                          platform.node(), platform.machine(), os.cpu_count(), selected_device(), [text for _, text in sample],
+                          *sorted(self.ivfpq_options.items())])
         return self.cache_dir / "latency" / f"{hashlib.sha256(key.encode()).hexdigest()[:24]}.json"
 
     def _search_one(self, query_id: str, text: str, k: int) -> dict[str, float]:
@@ -345,6 +364,9 @@ class DenseRetriever(Retriever):
         }
         if self.approximate_recall is not None:
             info["approximate_recall_vs_exact"] = round(self.approximate_recall, 4)
+        if self._ivfpq is not None:
+            info["ivfpq"] = {**{key: self._ivfpq.manifest[key] for key in ("nlist", "subquantizers", "bits", "code_bytes")},
+                             "nprobe": self._ivfpq.nprobe, "index_from_cache": self._ivfpq_reused}
         if self._cache is not None and self._cache.rebuilt_shards:
             info["cache_shards_rebuilt"] = len(self._cache.rebuilt_shards)
         return info
@@ -359,3 +381,7 @@ def _int_option(spec: Spec, key: str) -> int | None:
     except ValueError:
         raise HarnessError(f"{spec}: option {key}={raw!r} must be an integer") from None
 
+
+def _default_lists(vectors: int) -> int:
+    """IVF lists for a corpus: about sqrt(n), with at least 39 training vectors a list."""
+    return max(1, min(int(np.sqrt(vectors)), vectors // 39 or 1))

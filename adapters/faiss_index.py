@@ -85,7 +85,8 @@ class ParquetVectorBlocks:
         self.folder = Path(folder)
         if not self.folder.is_dir():
             raise HarnessError(f"{self.folder}: no such folder of Parquet vector shards")
-        self.files = sorted(self.folder.rglob("*.parquet"))
+        # hidden names are files still being written (harness embed renames a shard when whole)
+        self.files = sorted(path for path in self.folder.rglob("*.parquet") if not path.name.startswith("."))
         if not self.files:
             raise HarnessError(f"{self.folder}: holds no *.parquet files")
         self.rows_per_block = rows_per_block
@@ -242,6 +243,24 @@ def build_ivfpq(blocks: Iterable[Block], folder: str | Path, settings: IvfPqSett
         }
         write_json(staging / "index.json", manifest)
     return IvfPqIndex.open(target)
+
+
+def cached_ivfpq(doc_ids: Sequence[str], vectors: np.ndarray, cache_root: Path, nlist: int, subquantizers: int | None,
+                 nprobe: int | None, rows_per_block: int = 65_536) -> tuple[IvfPqIndex, bool]:
+    """The IVF-PQ index of vectors held in memory (``dense(index=ivfpq)``), built once in
+    ``cache_root/indexes`` under a key of the ids, the vectors and the settings; returns it
+    and whether it was already there."""
+    import hashlib
+
+    settings = IvfPqSettings(nlist=nlist, subquantizers=subquantizers)
+    digest = hashlib.sha256(json.dumps([FORMAT_VERSION, list(doc_ids), asdict(settings)]).encode())
+    digest.update(np.ascontiguousarray(vectors, dtype=np.float32).tobytes())
+    folder = Path(cache_root) / "indexes" / f"ivfpq-{digest.hexdigest()[:24]}"
+    if (folder / "index.json").is_file():
+        return IvfPqIndex.open(folder, nprobe), True
+    blocks = [(doc_ids[start:start + rows_per_block], vectors[start:start + rows_per_block])
+              for start in range(0, len(vectors), rows_per_block)]
+    return build_ivfpq(blocks, folder, settings, nprobe, source="dense"), False
 
 
 def exact_top_k(queries: np.ndarray, blocks: Iterable[Block], k: int) -> tuple[np.ndarray, np.ndarray]:
