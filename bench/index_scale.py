@@ -53,6 +53,21 @@ class SyntheticBlocks:
             yield [f"v{row}" for row in range(start, start + rows)], self.draw(rows, 1 + start // self.block)
 
 
+class Logged:
+    """The blocks, each pass and block noted on stderr with wall and CPU time, so that a run
+    cut short says how far it got."""
+
+    def __init__(self, blocks: object, total: int) -> None:
+        self.blocks, self.total, self.passes, self.started = blocks, total, 0, time.perf_counter()
+
+    def __iter__(self):
+        self.passes += 1
+        for number, block in enumerate(self.blocks, start=1):
+            yield block
+            print(f"  pass {self.passes}: block {number}/{self.total} done at {time.perf_counter() - self.started:.0f} s "
+                  f"(CPU {time.process_time():.0f} s)", file=sys.stderr, flush=True)
+
+
 def write_parquet(blocks: SyntheticBlocks, folder: Path) -> None:
     """The blocks as shards with the columns of `harness embed` that the index reads."""
     import pyarrow as pa
@@ -96,6 +111,7 @@ def main() -> None:
             write_parquet(synthetic, scratch / "shards")
             blocks = ParquetVectorBlocks(scratch / "shards", rows_per_block=args.block)
             print(f"Parquet shards written: {time.perf_counter() - started:.1f} s", flush=True)
+        blocks = Logged(blocks, -(-args.vectors // args.block))
         nlist = args.nlist or int(np.sqrt(args.vectors))
         started = time.perf_counter()
         index = build_ivfpq(blocks, args.out or scratch / "index", IvfPqSettings(nlist=nlist, subquantizers=args.m, seed=args.seed),
