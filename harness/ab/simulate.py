@@ -153,6 +153,49 @@ def catalogue_from_runs(
     return Catalogue(qids, texts, _zipf(len(qids)), rankings, grades)
 
 
+def served_queries(dataset: Any, split: str, seed: int = 0) -> tuple[dict[str, dict[str, int]], dict[str, str], int]:
+    """The queries live traffic sends, with the relevance that drives their clicks: the
+    judged queries of ``split`` and, where the dataset folder has one, its unlabelled pool
+    (``pool/queries.jsonl`` and ``pool/hidden-relevance.tsv``, written by the demo
+    generator: queries nobody labelled, whose relevance no qrels file holds and only this
+    simulator reads). Returns (relevance, texts, pool size), judged and pool queries in a
+    seeded order, which is their popularity order in the catalogue (``_zipf``)."""
+    import random
+
+    from harness.data.beir import _read_qrels  # the qrels reader and its checks, for a file outside qrels/
+    from harness.data.demo import POOL_FOLDER, POOL_RELEVANCE
+
+    relevance = {qid: dict(rels) for qid, rels in dataset.split(split).qrels.items()}
+    texts = {qid: dataset.queries[qid].text for qid in relevance if qid in dataset.queries}
+    folder = Path(dataset.path) / POOL_FOLDER
+    if not (folder / "queries.jsonl").is_file():
+        return relevance, texts, 0
+    pool_texts = _pool_texts(folder / "queries.jsonl")
+    pool_relevance, _, _ = _read_qrels(folder / POOL_RELEVANCE, pool_texts, dataset.corpus, keep_unknown_docs=False)
+    clash = sorted(set(pool_relevance) & set(relevance))
+    if clash:
+        raise HarnessError(f"{folder / 'queries.jsonl'}: pool query {clash[0]!r} is also a judged query of {split!r}")
+    relevance.update(pool_relevance)
+    texts.update({qid: pool_texts[qid] for qid in pool_relevance})
+    order = sorted(relevance)
+    random.Random(seed).shuffle(order)
+    return {qid: relevance[qid] for qid in order}, texts, len(pool_relevance)
+
+
+def _pool_texts(path: Path) -> dict[str, str]:
+    from harness.errors import located
+
+    texts: dict[str, str] = {}
+    with open(path, encoding="utf-8") as handle:
+        for lineno, line in enumerate(handle, 1):
+            try:
+                record = json.loads(line)
+                texts[str(record["_id"])] = str(record["text"])
+            except (json.JSONDecodeError, KeyError, TypeError):
+                raise located(path, lineno, "expected a JSON object with '_id' and 'text'") from None
+    return texts
+
+
 def _zipf(n: int) -> np.ndarray:
     w = 1.0 / (np.arange(n) + 10.0) ** 0.8
     return w / w.sum()

@@ -15,9 +15,10 @@ def dataset_rankings(data, retrievers, runs, split, cache_dir, variants):
     and the query texts."""
     from harness.data import load_dataset
 
+    from harness.ab.simulate import served_queries
+
     ds = load_dataset(data)
-    qrels = ds.split(split).qrels
-    texts = {qid: ds.queries[qid].text for qid in qrels if qid in ds.queries}
+    qrels, texts, _ = served_queries(ds, split)  # the split's queries and the dataset's unlabelled pool
     rankings: dict[str, dict[str, list[str]]] = {}
     specs = list(retrievers)
     names = list(variants)

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import click
 
+from harness.cli.demo_loop import stage_loop
 from harness.cli.options import OutputPath, cache_option, device_option, seed_option
 from harness.errors import HarnessError
 
@@ -184,6 +185,11 @@ def stage_report(state: DemoState) -> None:
             state.reranker,
             state.out / "ab" / "analysis.json",
             state.out / "ab" / "decision.json",
+            state.out / "loop" / "loop.json",
+            state.out / "loop" / "compare" / "compare.json",
+            state.out / "loop" / "gate" / "gate.json",
+            state.out / "models" / "ft-round2",
+            state.out / "loop" / "ab" / "decision.json",
         )
         if path.exists()
     ]
@@ -202,6 +208,7 @@ STAGES: dict[str, Callable[[DemoState], None]] = {
     "evaluate": stage_evaluate,
     "gate": stage_gate,
     "ab": stage_ab,
+    "loop": stage_loop,
     "report": stage_report,
 }
 

@@ -33,7 +33,7 @@ import random
 from pathlib import Path
 from typing import Any
 
-__all__ = ["HELD_OUT_SUBDOMAIN", "SUBDOMAINS", "write_demo_dataset"]
+__all__ = ["HELD_OUT_SUBDOMAIN", "POOL_FOLDER", "POOL_RELEVANCE", "SUBDOMAINS", "write_demo_dataset"]
 
 COMPANY = "Corvane"
 HELD_OUT_SUBDOMAIN = "storage"
@@ -41,6 +41,10 @@ HELD_OUT_SUBDOMAIN = "storage"
 SPLIT_SIZES = {"train": 1000, "dev": 200, "test": 300}
 HELD_OUT_QUERIES = 70  # of the 300 test queries
 QRELS_HEADER = "query-id\tcorpus-id\tscore\n"
+# the unlabelled query pool of live traffic (``_write_pool``): no split, no qrels
+POOL_FOLDER = "pool"
+POOL_RELEVANCE = "hidden-relevance.tsv"
+POOL_PER_SUBDOMAIN = 300
 DATE_FIRST = _dt.date(2022, 1, 1)
 DATE_LAST = _dt.date(2025, 12, 31)
 MIN_WORDS, MAX_WORDS = 30, 90
@@ -978,7 +982,53 @@ def write_demo_dataset(out: str | Path, seed: int = 13) -> Path:
 
     counts = {split: sum(1 for s, _ in assignment if s == split) for split in SPLIT_SIZES}
     _write(root / "README.md", _readme(seed, len(builder.docs), counts))
+    _write_pool(root, builder, seen, doc_ids, seed)
     return root
+
+
+def _write_pool(root: Path, builder: _Builder, seen: set[str], doc_ids: dict[int, str], seed: int) -> None:
+    """The unlabelled query pool: live traffic nobody judged. Candidates left over by the
+    splits (texts unique across the whole dataset), :data:`POOL_PER_SUBDOMAIN` of each
+    trained-on subdomain in the query mix, drawn by a ``random.Random`` of their own after
+    everything else, so the files above stay byte-identical to a dataset without a pool.
+    The held-out subdomain has none: its slice stays never trained on, logs included.
+    ``pool/queries.jsonl`` holds the texts; their relevance goes to
+    ``pool/hidden-relevance.tsv``, outside ``qrels/``, read only by the A/B simulator
+    (``harness.ab.simulate.served_queries``) to drive the clicks."""
+    rng = random.Random(f"pool-{seed}")
+    taken = set(seen)
+    query_lines, relevance_lines = [], []
+    for name in SUBDOMAINS:
+        if name == HELD_OUT_SUBDOMAIN:
+            continue
+        quota = _quota(POOL_PER_SUBDOMAIN)
+        picked: list[dict[str, Any]] = []
+        leftovers: list[dict[str, Any]] = []
+        for kind in QUERY_MIX:  # the mix first, then (a kind short of texts) any kind left
+            pool = list(builder.candidates[name].get(kind, []))
+            rng.shuffle(pool)
+            for cand in pool:
+                if quota[kind] and cand["text"].lower() not in taken:
+                    taken.add(cand["text"].lower())
+                    picked.append(cand)
+                    quota[kind] -= 1
+                else:
+                    leftovers.append(cand)
+        rng.shuffle(leftovers)
+        for cand in leftovers:
+            if len(picked) < POOL_PER_SUBDOMAIN and cand["text"].lower() not in taken:
+                taken.add(cand["text"].lower())
+                picked.append(cand)
+        for cand in picked:
+            qid = f"p{len(query_lines) + 1:05d}"
+            metadata = {"subdomain": name, "style": cand["style"], **cand["extra"]}
+            query_lines.append(json.dumps({"_id": qid, "text": cand["text"], "metadata": metadata},
+                                          sort_keys=True, ensure_ascii=False))
+            for doc_index, grade in sorted(cand["rels"].items(), key=lambda item: doc_ids[item[0]]):
+                relevance_lines.append(f"{qid}\t{doc_ids[doc_index]}\t{grade}\n")
+    (root / POOL_FOLDER).mkdir(exist_ok=True)
+    _write(root / POOL_FOLDER / "queries.jsonl", "\n".join(query_lines) + "\n")
+    _write(root / POOL_FOLDER / POOL_RELEVANCE, QRELS_HEADER + "".join(relevance_lines))
 
 
 def _write(path: Path, text: str) -> None:

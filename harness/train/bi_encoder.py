@@ -277,7 +277,9 @@ def _in_batch_pass(model: Any, training: TrainingData, config: FinetuneConfig, e
 
 def _hard_negative_pass(model: Any, dataset: Dataset, training: TrainingData, config: FinetuneConfig, evaluator: Any,
                         work: Path, state: dict[str, Any], resume: bool, cache: Path, say: Any) -> Any:
-    """Pass 2: negatives mined by ``model`` (the pass-1 model, or the base for a single pass)."""
+    """Pass 2: negatives mined by ``model`` (the pass-1 model, or the base for a single pass),
+    or, for a ``harness ab pairs`` file, the file's own skip-above negatives (the documents the
+    model in production ranked above the click), without mining."""
     from harness.adapters.models import load_trainable_sentence_transformer
     from harness.train.mining import MiningConfig, mine, read_mined, write_mined
 
@@ -286,7 +288,12 @@ def _hard_negative_pass(model: Any, dataset: Dataset, training: TrainingData, co
         done = work / "pass2" / "model"
         return load_trainable_sentence_transformer(str(done)) if done.is_dir() else model
     mined_file = work / "pass2" / "mined.jsonl"
-    if stages.get("mining") is not None and mined_file.is_file():
+    if training.negatives is not None:
+        examples = training.negatives
+        found = training.description["negatives"]
+        say(f"hard negatives from the pairs file: {found['rows_with_negatives']} of "
+            f"{found['rows_with_negatives'] + found['rows_without_negatives']} rows have one (no mining)")
+    elif stages.get("mining") is not None and mined_file.is_file():
         examples = read_mined(mined_file, dataset)
     else:
         miner = "pass-1 model" if config.passes == "two" else "base model"
@@ -309,6 +316,9 @@ def _hard_negative_pass(model: Any, dataset: Dataset, training: TrainingData, co
     rows = negative_rows(examples, config.num_negatives, config.loss)
     if not rows["anchor"]:
         if config.passes == "hard-negatives":
+            if training.negatives is not None:
+                raise HarnessError(f"no row of the pairs file has {config.num_negatives} hard negative(s): "
+                                   "lower --num-negatives or use --passes in-batch")
             raise HarnessError("mining found no usable hard negatives; lower --relative-margin or raise --range-max")
         say("mining found no usable hard negatives: pass 2 skipped, the pass-1 model is kept")
         stages["pass2_skipped"] = "no usable hard negatives"

@@ -57,6 +57,10 @@ class TrainingData:
     validation_qrels: dict[str, dict[str, int]]
     validation_queries: dict[str, str]
     description: dict[str, Any]
+    # from a `harness ab pairs` file: the rows trained on, each with the file's skip-above
+    # negatives (``.query``, ``.positive``, ``.negatives``), for the hard-negative pass
+    # instead of mining; None for every other source
+    negatives: list[Any] | None = None
 
     @property
     def hash(self) -> str:
@@ -107,12 +111,14 @@ def training_data(
     min_grade: int = 1,
     pairs: list[Pair] | None = None,
     max_pairs: int | None = None,
+    validation_pairs: list[Pair] | None = None,
 ) -> TrainingData:
     """Training pairs and validation queries; the test split is never touched.
 
     ``pairs`` (from a file or a synthetic source) replaces the qrels of ``train_split``.
-    Validation is ``validation_split`` when the dataset has it, else a seeded share of the
-    training queries, removed from training.
+    Validation is ``validation_split`` when the dataset has it, else ``validation_pairs``
+    where given (the later days of logged traffic), else a seeded share of the training
+    queries; a validation query's pairs are removed from training.
     """
     if validation_split:
         _check_split(validation_split, "validation")
@@ -127,6 +133,14 @@ def training_data(
         val_queries = {qid: dataset.queries[qid].text for qid in val_qrels}
         train_pairs = [p for p in all_pairs if p.query_id not in val_qrels]
         description["validation"] = {"kind": "split", "split": validation_split, "hash": split.hash}
+    elif validation_pairs:
+        val_qrels, val_queries = {}, {}
+        for p in validation_pairs:
+            val_qrels.setdefault(p.query_id, {})[p.doc_id] = max(1, p.grade)
+            val_queries[p.query_id] = p.query
+        train_pairs = [p for p in all_pairs if p.query_id not in val_qrels]
+        description["validation"] = {"kind": "logged", "rows": len(validation_pairs), "queries": len(val_qrels),
+                                     "training_pairs_of_validation_queries_removed": len(all_pairs) - len(train_pairs)}
     else:
         if not 0 < validation_share < 1:
             raise HarnessError(f"validation share must be between 0 and 1, got {validation_share}")
@@ -164,6 +178,8 @@ def load_training_data(dataset: Dataset, settings: Any, pairs_file: str | Path |
     """The training data a fine-tuning's ``settings`` ask for (``train_split``,
     ``validation_split``, ``validation_share``, ``seed``, ``min_grade``, ``max_pairs``,
     ``synthetic``): a pairs file, synthetic pairs (``llm`` names the endpoint), or qrels."""
+    if pairs_file is not None and is_logged_pairs_file(pairs_file):
+        return logged_training_data(dataset, settings, pairs_file)
     pairs = None
     if pairs_file is not None:
         pairs = read_pairs(pairs_file, dataset)
@@ -179,6 +195,87 @@ def load_training_data(dataset: Dataset, settings: Any, pairs_file: str | Path |
         pairs=pairs,
         max_pairs=settings.max_pairs,
     )
+
+
+# ------------------------------------------------------------------ logged clicks
+
+
+def is_logged_pairs_file(path: str | Path) -> bool:
+    """Whether ``path`` is a file of ``harness ab pairs`` (its first record is the header)."""
+    from harness.ab.pairs import HEADER_KIND
+
+    try:
+        with open(path, encoding="utf-8") as handle:
+            first = json.loads(handle.readline() or "null")
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return False  # read_pairs names the problem with its line
+    return isinstance(first, dict) and first.get("kind") == HEADER_KIND
+
+
+def copies_by_weight(weights: list[float]) -> list[int]:
+    """How many times each logged row is trained on: ``max(1, round(weight / mean weight))``.
+
+    sentence-transformers' ranking losses (MNRL and its cached form) take no per-row weight,
+    so a row's debiased click weight (``harness ab pairs``: the sum over its clicks of the
+    clipped inverse propensity) becomes repetition: a row weighing the mean is trained on
+    once, one weighing three times the mean three times, and every row at least once (a
+    light row is never dropped, so the repetition slightly favours light rows over exact
+    proportionality). Deterministic: the same file gives the same rows. The batch sampler
+    (NO_DUPLICATES) keeps the copies of a row in different batches, so a copy is never
+    another's in-batch negative. Repetition is importance weighting by replication, the
+    standard way to apply IPS weights with a loss that takes none (Joachims, Swaminathan
+    and Schnabel, WSDM 2017, weigh each click's loss by 1 / propensity)."""
+    mean = sum(weights) / len(weights)
+    return [max(1, round(w / mean)) for w in weights]
+
+
+def logged_training_data(dataset: Dataset, settings: Any, path: str | Path) -> TrainingData:
+    """Training data from a ``harness ab pairs`` file: its ``train`` rows, each repeated by
+    :func:`copies_by_weight`, with their skip-above negatives for the hard-negative pass;
+    validation as the trainer does (the dataset's validation split, else the file's
+    ``validation`` rows); the card's description cites the file's store, window, debiasing
+    and ``rows_sha256``."""
+    from harness.ab.pairs import read_pairs_file
+
+    logged = read_pairs_file(path, dataset)
+    rows = logged.split("train")
+    if not rows:
+        raise located(path, 1, "the pairs file has no 'train' row to train on (only validation rows)")
+    training = training_data(
+        dataset, validation_split=settings.validation_split, validation_share=settings.validation_share,
+        seed=settings.seed, pairs=[r.pair for r in rows], max_pairs=settings.max_pairs,
+        validation_pairs=[r.pair for r in logged.split("validation")],
+    )
+    by_pair = {r.pair: r for r in rows}  # a (query, document) is one row of a split
+    kept = [by_pair[p] for p in training.pairs]
+    copies = copies_by_weight([r.weight for r in kept])
+    repeated = [r for r, n in zip(kept, copies, strict=True) for _ in range(n)]
+    header = logged.header
+    with_negatives = sum(1 for r in kept if r.negatives)
+    training.pairs = [r.pair for r in repeated]
+    training.negatives = repeated
+    training.description.update(
+        source="ab-pairs",
+        file=str(path),
+        file_rows_sha256=header.get("rows_sha256"),
+        store=header.get("store"),
+        experiment=header.get("experiment"),
+        variant=header.get("variant"),
+        window=header.get("window"),
+        debias=header.get("debias"),
+        left_out=logged.left_out,
+        weighting={
+            "rule": "each train row repeated max(1, round(weight / mean weight)) times (harness.train.pairs.copies_by_weight)",
+            "rows": len(kept), "rows_trained": len(repeated), "max_copies": max(copies),
+            "rows_repeated": sum(1 for n in copies if n > 1),
+            "mean_weight": round(sum(r.weight for r in kept) / len(kept), 6),
+        },
+        negatives={"source": "skip-above, from the pairs file (no mining)", "rows_with_negatives": with_negatives,
+                   "rows_without_negatives": len(kept) - with_negatives},
+        pairs=len(repeated),
+        pairs_hash=pairs_hash(training.pairs),
+    )
+    return training
 
 
 def known_positives(dataset: Dataset, splits: list[str]) -> dict[str, set[str]]:
@@ -336,6 +433,10 @@ def read_pairs(path: str | Path, dataset: Dataset) -> list[Pair]:
     source = Path(path)
     if not source.is_file():
         raise HarnessError(f"{source}: pairs file does not exist")
+    if is_logged_pairs_file(source):
+        from harness.ab.pairs import read_pairs_file
+
+        return [r.pair for r in read_pairs_file(source, dataset).split("train")]
     pairs: list[Pair] = []
     with open(source, encoding="utf-8") as handle:
         for lineno, line in enumerate(handle, start=1):
