@@ -369,6 +369,8 @@ class DenseRetriever(Retriever):
                              "nprobe": self._ivfpq.nprobe, "index_from_cache": self._ivfpq_reused}
         if self._cache is not None and self._cache.rebuilt_shards:
             info["cache_shards_rebuilt"] = len(self._cache.rebuilt_shards)
+        if self._cache is not None and "shards" in self._cache.sources:  # the cache held harness embed's shards
+            info["document_vectors"] = self._cache.sources
         return info
 
 

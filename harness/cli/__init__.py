@@ -29,6 +29,7 @@ COMMANDS = {
     "report": ("harness.cli.report", "report"),
     "models": ("harness.cli.models", "models"),
     "index": ("harness.cli.index", "index"),
+    "embed": ("harness.cli.embed", "embed"),
 }
 
 SUMMARIES = {
@@ -43,6 +44,7 @@ SUMMARIES = {
     "report": "Render results as HTML, Markdown or terminal text.",
     "models": "Model versions in MLflow: register, promote after a gate, roll back.",
     "index": "Serving indexes in a vector database: plan, build, swap, roll back, prune.",
+    "embed": "Encode a corpus into Parquet shards (locally or on Spark) that dense reads.",
 }
 
 
