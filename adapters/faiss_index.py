@@ -115,10 +115,10 @@ class ParquetVectorBlocks:
                     row = first_row + int(pc.index(pc.or_(pc.is_null(ids), pc.is_null(vectors)), True).as_py())
                     raise located(path, None, f"row {row}: empty doc_id or vector")
                 lengths = pc.list_value_length(vectors).to_numpy(zero_copy_only=False)
-                dimension = dimension or int(lengths[0])
-                wrong = np.flatnonzero(lengths != dimension)
+                dimension = int(lengths[0]) if dimension is None else dimension
+                wrong = np.flatnonzero((lengths != dimension) | (lengths == 0))
                 if len(wrong):
-                    raise located(path, None, f"row {first_row + int(wrong[0])}: vector of {lengths[wrong[0]]} values, the shards before hold {dimension}")
+                    raise located(path, None, f"row {first_row + int(wrong[0])}: vector of {lengths[wrong[0]]} values, the rows before hold {dimension}")
                 if "fingerprint" in columns:
                     self._check_one_model(path, where, batch.column("fingerprint"))
                 flat = pc.list_flatten(vectors).to_numpy(zero_copy_only=False)
@@ -156,9 +156,13 @@ class IvfPqIndex:
             raise located(manifest_file, None, f"not an IVF-PQ index folder ({exc})") from None
         if manifest.get("format_version") != FORMAT_VERSION:
             raise located(manifest_file, None, f"format_version {manifest.get('format_version')!r}, expected {FORMAT_VERSION}")
-        with _faiss_chatter_to_stderr():
-            # the lists file is looked for beside index.faiss: the folder was renamed after the build
-            index = faiss.read_index(str(folder / "index.faiss"), faiss.IO_FLAG_ONDISK_SAME_DIR)
+        try:
+            with _faiss_chatter_to_stderr():
+                # the lists file is looked for beside index.faiss: the folder was renamed after the build
+                index = faiss.read_index(str(folder / "index.faiss"), faiss.IO_FLAG_ONDISK_SAME_DIR)
+        except RuntimeError as exc:  # faiss's C++ errors: a truncated or foreign file
+            message = (str(exc).strip().splitlines() or ["unreadable"])[-1]
+            raise located(folder / "index.faiss", None, f"not a readable FAISS index ({message})") from None
         opened = cls(folder, index, manifest)
         opened.nprobe = nprobe or manifest["nprobe"]
         return opened

@@ -150,7 +150,7 @@ def test_a_shard_without_vectors_names_its_file(tmp_path: Path) -> None:
     with pytest.raises(HarnessError, match=r"part-0\.parquet: missing column\(s\) vector"):
         ParquetVectorBlocks(tmp_path / "vectors")
     pq.write_table(pa.table({"doc_id": ["a", "b"], "vector": [[1.0, 0.0], [1.0]]}), tmp_path / "vectors" / "part-0.parquet")
-    with pytest.raises(HarnessError, match=r"part-0\.parquet: row 2: vector of 1 values, the shards before hold 2"):
+    with pytest.raises(HarnessError, match=r"part-0\.parquet: row 2: vector of 1 values, the rows before hold 2"):
         list(ParquetVectorBlocks(tmp_path / "vectors"))
 
 
