@@ -27,6 +27,43 @@ SCORE_BASED = {"sum", "mnz", "max", "min", "med", "anz", "gmnz", "wsum", "wmnz",
 RANK_NORMS = {"rank", "borda"}
 
 
+def fuse_hits(
+    parts: list[Mapping[str, Mapping[str, float]]],
+    query_ids: list[str],
+    method: str = "rrf",
+    norm: str | None = None,
+    params: dict[str, Any] | None = None,
+    k: int = 100,
+    names: list[str] | None = None,
+) -> dict[str, dict[str, float]]:
+    """ranx's ``fuse`` of several runs' hits (query id -> doc id -> score), cut to the top
+    ``k`` per query in the one ranking order; shared by hybrid and the fused reranker."""
+    from ranx import Run as RanxRun
+    from ranx import fuse
+
+    from harness.metrics import RANX_LOCK
+
+    # ranx rejects queries without results; fuse the answered ones and keep the rest empty
+    answered = [qid for qid in query_ids if any(part.get(qid) for part in parts)]
+    fused_scores: dict[str, dict[str, float]] = {qid: {} for qid in query_ids}
+    if not answered:
+        return fused_scores
+    # ranx ranks tied scores its own way: a fusion of ranks reads the one ranking order instead
+    by_rank = method not in SCORE_BASED or norm in RANK_NORMS
+    inputs = [{qid: rank_scores(hits) for qid, hits in part.items()} if by_rank else part for part in parts]
+    ranx_runs = [
+        RanxRun({qid: (dict(scores.get(qid) or {}) or {"__none__": 0.0}) for qid in answered}, name=name)
+        for scores, name in zip(inputs, names or [f"run{i}" for i in range(len(parts))])
+    ]
+    with RANX_LOCK:
+        fused = fuse(ranx_runs, norm=None if method == "rrf" else norm, method=method, params=params or {})
+    fused_dict = fused.to_dict()
+    for qid in answered:
+        hits = {doc: score for doc, score in fused_dict.get(qid, {}).items() if doc != "__none__"}
+        fused_scores[qid] = {doc: float(score) for doc, score in top_k(hits, k).items()}
+    return fused_scores
+
+
 class HybridRetriever(Retriever):
     def __init__(
         self,
@@ -94,31 +131,17 @@ class HybridRetriever(Retriever):
         from ranx import Run as RanxRun
         from ranx import fuse
 
+        from harness.metrics import RANX_LOCK
+
         if self._indexed_ids is None:
             raise RuntimeError(f"{self.spec}: build() must run before search()")
-        from harness.metrics import RANX_LOCK
 
         runs = [part.search(queries, max(k, self.depth)) for part in self.parts]
         with RANX_LOCK:
             self._warm_up(fuse, RanxRun)
         started = time.perf_counter()
-        # ranx rejects queries without results; fuse the answered ones and keep the rest empty
-        answered = [qid for qid in queries if any(run.scores.get(qid) for run in runs)]
-        fused_scores: dict[str, dict[str, float]] = {qid: {} for qid in queries}
-        if answered:
-            # ranx ranks tied scores its own way: a fusion of ranks reads the one ranking order instead
-            by_rank = self.method not in SCORE_BASED or self.norm in RANK_NORMS
-            inputs = [{qid: rank_scores(hits) for qid, hits in run.scores.items()} if by_rank else run.scores for run in runs]
-            ranx_runs = [
-                RanxRun({qid: (scores.get(qid) or {"__none__": 0.0}) for qid in answered}, name=run.spec)
-                for run, scores in zip(runs, inputs)
-            ]
-            with RANX_LOCK:
-                fused = fuse(ranx_runs, norm=None if self.method == "rrf" else self.norm, method=self.method, params=self._params())
-            fused_dict = fused.to_dict()
-            for qid in answered:
-                hits = {doc: score for doc, score in fused_dict.get(qid, {}).items() if doc != "__none__"}
-                fused_scores[qid] = {doc: float(score) for doc, score in top_k(hits, k).items()}
+        fused_scores = fuse_hits([run.scores for run in runs], list(queries), self.method, self.norm, self._params(), k,
+                                 names=[run.spec for run in runs])
         fusion_ms = (time.perf_counter() - started) * 1000.0 / max(len(queries), 1)
         # latency where every part measured it (dense parts time a sample of the queries)
         timed = [qid for qid in queries if all(qid in run.latency_ms for run in runs)]

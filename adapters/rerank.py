@@ -1,9 +1,17 @@
 """Cross-encoder reranking of the top N of any first-stage retriever.
 
-Spec: ``rerank(CROSS_ENCODER,top=100,first=SPEC[,batch=32])``: a CrossEncoder folder or
-hub name (``cross-encoder/ms-marco-MiniLM-L6-v2``, ``BAAI/bge-reranker-base``, or one that
-``harness finetune --cross-encoder`` trained). The first ``top`` documents are reordered
-by the cross-encoder; any further documents asked for keep their first-stage order below.
+Spec: ``rerank(CROSS_ENCODER,top=100,first=SPEC[,batch=32][,fuse=none|rrf])``: a
+CrossEncoder folder or hub name (``cross-encoder/ms-marco-MiniLM-L6-v2``,
+``BAAI/bge-reranker-base``, or one that ``harness finetune --cross-encoder`` trained). The
+first ``top`` documents are reordered by the cross-encoder; any further documents asked for
+keep their first-stage order below. ``fuse=rrf`` orders the top ``top`` by reciprocal rank
+fusion (Cormack, Clarke and Buettcher, SIGIR 2009; k=60, ranx's ``fuse``) of the
+first-stage order and the cross-encoder's, instead of the cross-encoder's alone: the
+interpolation of a reranker with its first stage that text-ranking practice uses when the
+reranker alone is not the stronger signal everywhere (Lin, Nogueira and Yates, "Pretrained
+Transformers for Text Ranking: BERT and Beyond", 2021, section 3.2.2); a reranker that
+``harness finetune --cross-encoder`` trained says in its card which order its validation
+chose.
 Which documents are the first ``top`` where first-stage scores tie, and the order of tied
 cross-encoder scores, follow the one ranking order (``harness.adapters.base.ranked``).
 """
@@ -20,14 +28,19 @@ from harness.adapters.models import fingerprint, load_cross_encoder
 from harness.adapters.spec import Spec
 from harness.errors import HarnessError
 
-OPTIONS = {"top", "first", "batch"}
+OPTIONS = {"top", "first", "batch", "fuse"}
+FUSIONS = ("none", "rrf")
 
 
 class RerankRetriever(Retriever):
-    def __init__(self, model: str, first: Retriever, top: int = 100, batch_size: int = 32, spec: str | None = None) -> None:
+    def __init__(self, model: str, first: Retriever, top: int = 100, batch_size: int = 32, fuse: str = "none",
+                 spec: str | None = None) -> None:
         super().__init__()
         if top < 1:
             raise HarnessError(f"rerank: top must be positive, got {top}")
+        if fuse not in FUSIONS:
+            raise HarnessError(f"rerank: fuse must be one of {', '.join(FUSIONS)}, got {fuse!r}")
+        self.fuse = fuse
         self.model_name = model
         self.first = first
         self.top = top
@@ -49,7 +62,8 @@ class RerankRetriever(Retriever):
             batch = int(spec.option("batch", "32") or 32)
         except ValueError:
             raise HarnessError(f"{spec}: top and batch must be integers") from None
-        return cls(model=str(spec.args[0]), first=build_retriever(first, cache_dir, shared), top=top, batch_size=batch, spec=str(spec))
+        return cls(model=str(spec.args[0]), first=build_retriever(first, cache_dir, shared), top=top, batch_size=batch,
+                   fuse=spec.option("fuse", "none") or "none", spec=str(spec))
 
     @property
     def model(self) -> Any:
@@ -73,6 +87,8 @@ class RerankRetriever(Retriever):
             raise RuntimeError(f"{self.spec}: build() must run before search()")
         first_run = self.first.search(queries, max(k, self.top))
         self.model  # load outside the latency clock
+        if self.fuse == "rrf":
+            fused_with_first_stage(["a", "b"], {"a": 0.0, "b": 1.0})  # ranx's numba compile, outside the clock
         scores: dict[str, dict[str, float]] = {}
         latency: dict[str, float] = {}
         for query_id, text in self._progress(queries.items(), len(queries)):
@@ -85,6 +101,8 @@ class RerankRetriever(Retriever):
                     [(text, self._texts[doc_id]) for doc_id in head], batch_size=self.batch_size, show_progress_bar=False
                 )
                 reranked = {doc_id: float(value) for doc_id, value in zip(head, values)}
+                if self.fuse == "rrf":
+                    reranked = fused_with_first_stage(head, reranked)
                 floor = min(reranked.values())
                 for offset, doc_id in enumerate(tail, start=1):
                     reranked[doc_id] = floor - offset
@@ -104,5 +122,14 @@ class RerankRetriever(Retriever):
             "fingerprint": fingerprint(self.model),
             "device": str(self.model.device),
             "top": self.top,
+            "fuse": self.fuse,
             "first": self.first.describe(),
         }
+
+
+def fused_with_first_stage(head: list[str], reranker_scores: dict[str, float]) -> dict[str, float]:
+    """RRF (k=60) of the first stage's order of ``head`` and the reranker's order of it."""
+    from harness.adapters.hybrid import fuse_hits
+
+    first_order = {doc_id: float(len(head) - rank) for rank, doc_id in enumerate(head)}
+    return fuse_hits([{"q": first_order}, {"q": reranker_scores}], ["q"], "rrf", params={"k": 60}, k=len(head))["q"]

@@ -140,6 +140,31 @@ def test_rerank_reorders_the_first_stage(corpus, tiny_cross_encoder: Path, tmp_p
     assert retriever.describe()["fingerprint"]
 
 
+def test_rerank_fused_with_its_first_stage_is_reciprocal_rank_fusion(corpus, tiny_cross_encoder: Path, tmp_path: Path) -> None:
+    """fuse=rrf: each of the top N scores 1/(60 + first-stage rank) + 1/(60 + reranker rank)
+    (Cormack et al. 2009), ties in the one ranking order; the rest keep the first stage's order."""
+    from sentence_transformers import CrossEncoder
+
+    from harness.adapters.base import ranked
+
+    query = {"q": "gateway gigabit uplinks"}
+    retriever = build_retriever(f"rerank({tiny_cross_encoder},top=3,first=bm25,fuse=rrf)", tmp_path)
+    retriever.build(corpus)
+    run = retriever.search(query, 5)
+    first = build_retriever("bm25", tmp_path)
+    first.build(corpus)
+    order = first.search(query, 5).ranking("q")
+    head = order[:3]
+    values = CrossEncoder(str(tiny_cross_encoder)).predict([(query["q"], corpus[d].content) for d in head])
+    by_ce = ranked({d: float(v) for d, v in zip(head, values)})
+    expected = {d: 1 / (60 + head.index(d) + 1) + 1 / (60 + by_ce.index(d) + 1) for d in head}
+    assert run.ranking("q") == ranked(expected) + order[3:]
+    assert run.scores["q"][run.ranking("q")[0]] == pytest.approx(max(expected.values()))
+    assert retriever.describe()["fuse"] == "rrf"
+    with pytest.raises(HarnessError, match="fuse must be one of none, rrf"):
+        build_retriever(f"rerank({tiny_cross_encoder},top=3,first=bm25,fuse=max)", tmp_path)
+
+
 def test_missing_model_folder_is_a_clear_error(corpus, tmp_path: Path) -> None:
     retriever = build_retriever(f"dense:{tmp_path / 'no-such-model'}", tmp_path)
     with pytest.raises(HarnessError, match="no-such-model: sentence-transformers model folder does not exist"):

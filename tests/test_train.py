@@ -232,19 +232,22 @@ def test_corrupt_checkpoint_is_one_line_error(tiny_dataset: Path, tiny_model: Pa
 
 def test_reranker_learns_its_first_stage_top_n_and_finishes_on_the_best(tiny_dataset: Path, tiny_model: Path, tmp_path: Path) -> None:
     out = tmp_path / "ce"
-    config = CrossEncoderConfig(batch_size=2, num_negatives=2, first_stage_top=5, max_length=64, early_stopping_patience=0)
+    config = CrossEncoderConfig(batch_size=1, num_negatives=2, first_stage_top=5, max_length=64, early_stopping_patience=0)
     result = finetune_cross_encoder(tiny_dataset, out, base=str(tiny_model), negatives_model=str(tiny_model), config=config,
                                     cache_dir=tmp_path / "cache")
     card = result.card
     first = f"dense:{tiny_model}"
     assert "untrained one-logit head" in card["base_note"] and "untrained one-logit head" in (out / "README.md").read_text()
-    assert card["first_stage"] == {"spec": first, "top": 5, "rerank_spec": f"rerank({out},top=5,first={first})"}
+    # a new head is served fused with its first stage (RRF), and validated in that order
+    assert card["first_stage"] == {"spec": first, "top": 5, "fuse": "rrf", "rerank_spec": f"rerank({out},top=5,first={first},fuse=rrf)"}
+    assert card["choices"]["fuse"]["value"] == "rrf" and card["passes"]["reranker"]["loss"] == "LambdaLoss(NDCGLoss2PPScheme)"
     # negatives come from the same first stage's top 5, with no margin: its closest confusions
     assert card["mining"]["config"]["range_max"] == 5 and card["mining"]["config"]["relative_margin"] is None
     assert card["mining"]["mined_with"] == str(tiny_model)
     assert card["choices"]["learning_rate"] == {"value": 1e-4, "why": "default for a new, untrained head"}
     validation = card["validation"]
     assert validation["corpus"] == f"{first} top 5 per query" and set(validation["first_stage"]) == {"val_ndcg@10", "val_mrr@10"}
+    assert {"val_ndcg@10", "val_reranker_only_ndcg@10"} <= set(validation["before"])
     from harness.train.evaluators import first_stage_top, ranking_figures
 
     dev = training_data(load_dataset(tiny_dataset))
@@ -280,12 +283,27 @@ def test_best_three_checkpoints_by_validation_are_kept(tiny_dataset: Path, tiny_
     assert "kept the best 3" in (tmp_path / "ft" / "README.md").read_text()
 
 
+def test_reranker_trains_with_binary_cross_entropy_in_its_own_order(tiny_dataset: Path, tiny_model: Path, tmp_path: Path) -> None:
+    out = tmp_path / "ce-bce"
+    config = CrossEncoderConfig(loss="bce", fuse="none", batch_size=4, num_negatives=2, first_stage_top=5, max_length=64,
+                                evaluations_per_epoch=1)
+    card = finetune_cross_encoder(tiny_dataset, out, base=str(tiny_model), negatives_model=str(tiny_model), config=config,
+                                  cache_dir=tmp_path / "cache").card
+    assert card["passes"]["reranker"]["loss"] == "BinaryCrossEntropyLoss(pos_weight=2)"
+    assert card["first_stage"]["rerank_spec"] == f"rerank({out},top=5,first=dense:{tiny_model})"
+    assert "val_reranker_only_ndcg@10" not in card["validation"]["before"]
+
+
 def test_reranker_settings_are_checked_before_any_work(tiny_dataset: Path, tmp_path: Path) -> None:
     code, message = _run(["finetune", "--data", str(tiny_dataset), "--cross-encoder", "--rerank-top", "1", "--out", str(tmp_path / "m")])
     assert code == 3 and "--rerank-top must be at least 2" in message
     code, message = _run(["finetune", "--data", str(tiny_dataset), "--cross-encoder", "--rerank-top", "4", "--num-negatives", "4",
                           "--out", str(tmp_path / "m")])
     assert code == 3 and "leaves no room for 4 negatives" in message
+    code, message = _run(["finetune", "--data", str(tiny_dataset), "--cross-encoder", "--loss", "mnrl", "--out", str(tmp_path / "m")])
+    assert code == 3 and "--loss mnrl is a loss for a bi-encoder" in message
+    code, message = _run(["finetune", "--data", str(tiny_dataset), "--loss", "lambda", "--out", str(tmp_path / "m")])
+    assert code == 3 and "--loss lambda is a loss for a reranker: add --cross-encoder" in message
     assert not (tmp_path / "m").exists() and not (tmp_path / ".m.partial").exists()
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from harness.cli.options import cache_option, data_option, device_option, out_option
+from harness.errors import HarnessError
 
 _synthetic_option = click.option(
     "--synthetic",
@@ -81,7 +82,6 @@ def mine(data, out, model_name, pairs_file, synthetic, llm_url, llm_model, llm_k
     from harness.adapters import default_cache_dir
     from harness.adapters.models import display_name
     from harness.data import load_dataset
-    from harness.errors import HarnessError
     import random
 
     from harness.adapters.models import load_trainable_sentence_transformer
@@ -136,15 +136,21 @@ def mine(data, out, model_name, pairs_file, synthetic, llm_url, llm_model, llm_k
 @click.option("--cross-encoder", "cross_encoder", is_flag=True, help="Train a cross-encoder reranker instead of a bi-encoder.")
 @click.option("--passes", type=click.Choice(["two", "in-batch", "hard-negatives"]), default="two", show_default=True,
               help="two: in-batch pass then a pass with hard negatives mined by the pass-1 model.")
-@click.option("--loss", type=click.Choice(["mnrl", "cmnrl", "triplet"]), default="mnrl", show_default=True,
-              help="MultipleNegativesRanking, its cached variant (large batches in little memory), or Triplet.")
+@click.option("--loss", type=click.Choice(["mnrl", "cmnrl", "triplet", "lambda", "bce"]),
+              help="Bi-encoder: mnrl (default, MultipleNegativesRanking), cmnrl (its cached variant: large batches in "
+                   "little memory) or triplet. Reranker: lambda (default, LambdaLoss over each query's list) or bce "
+                   "(BinaryCrossEntropy on labelled pairs).")
+@click.option("--fuse", type=click.Choice(["auto", "none", "rrf"]), default="auto", show_default=True,
+              help="Reranker: the order it serves and is validated in, its own or fused with the first stage's (rrf); "
+                   "auto: rrf for a new head, none for a pretrained cross-encoder.")
 @click.option("--matryoshka", help="Wrap the loss in MatryoshkaLoss with these dimensions, e.g. 384,256,128,64.")
 @click.option("--epochs", type=int, default=1, show_default=True, help="Epochs per pass (1 to 3 is the usual range).")
 @click.option("--pass2-epochs", type=int, help="Epochs of pass 2 (default: --epochs).")
 @click.option("--lr", type=float, help="Peak learning rate (default: bi-encoder 2e-5; reranker 1e-4 for a new head, "
               "2e-5 from a pretrained cross-encoder).")
 @click.option("--warmup", type=float, default=0.1, show_default=True, help="Warm-up share of the steps.")
-@click.option("--batch-size", type=int, default=32, show_default=True, help="Training batch (bi-encoder: pairs; reranker: labelled (query, document) pairs).")
+@click.option("--batch-size", type=int, help="Training batch (default 32). Bi-encoder: pairs; reranker: lists (query, positive "
+              "and negatives; default 8) with --loss lambda, labelled (query, document) pairs with --loss bce (default 32).")
 @click.option("--mini-batch-size", type=int, default=16, show_default=True, help="Mini-batch of --loss cmnrl (16 keeps batch 256 of 256-token texts under 3 GB).")
 @click.option("--max-seq-length", type=int, help="Truncate texts to N tokens while training.")
 @click.option("--patience", type=int, help="Early stopping: validations without a gain (default: bi-encoder 1, validating "
@@ -173,7 +179,7 @@ def mine(data, out, model_name, pairs_file, synthetic, llm_url, llm_model, llm_k
 @click.option("--seed", type=int, default=42, show_default=True, help="Random seed, recorded in the card.")
 @cache_option
 @device_option
-def finetune(data, out, base, cross_encoder, passes, loss, matryoshka, epochs, pass2_epochs, lr, warmup, batch_size, mini_batch_size,
+def finetune(data, out, base, cross_encoder, passes, loss, fuse, matryoshka, epochs, pass2_epochs, lr, warmup, batch_size, mini_batch_size,
              max_seq_length, patience, pairs_file, synthetic, llm_url, llm_model, llm_key_env, train_split, validation_split,
              validation_share, max_pairs, min_grade, num_negatives, range_max, relative_margin, rerank_top, mining_cross_encoder,
              negatives_model, keep_pass1, resume, seed, cache_dir):
@@ -202,9 +208,14 @@ def finetune(data, out, base, cross_encoder, passes, loss, matryoshka, epochs, p
     if relative_margin is not None:
         given["relative_margin"] = relative_margin if relative_margin >= 0 else None
     tuning = {key: value for key, value in given.items() if value is not None or key == "relative_margin"}
+    reranker_losses = ("lambda", "bce")
+    if loss is not None and (loss in reranker_losses) != bool(cross_encoder):
+        kind = "a reranker" if loss in reranker_losses else "a bi-encoder"
+        raise HarnessError(f"--loss {loss} is a loss for {kind}: "
+                           + ("add --cross-encoder" if loss in reranker_losses else "the reranker's are lambda and bce"))
     if cross_encoder:
         config = CrossEncoderConfig(
-            epochs=epochs, warmup_ratio=warmup, seed=seed, first_stage_top=rerank_top,
+            loss=loss or "lambda", fuse=fuse, epochs=epochs, warmup_ratio=warmup, seed=seed, first_stage_top=rerank_top,
             train_split=train_split, validation_split=validation_split,
             validation_share=validation_share, max_pairs=max_pairs, synthetic=synthetic, min_grade=min_grade,
             max_length=max_seq_length or 256, **tuning,
@@ -213,7 +224,7 @@ def finetune(data, out, base, cross_encoder, passes, loss, matryoshka, epochs, p
                                         config=config, cache_dir=cache_dir, resume=resume, pairs_file=pairs_file, llm=llm, log=_echo)
     else:
         config = FinetuneConfig(
-            passes=passes, loss=loss, matryoshka_dims=_dims(matryoshka), epochs=epochs, pass2_epochs=pass2_epochs,
+            passes=passes, loss=loss or "mnrl", matryoshka_dims=_dims(matryoshka), epochs=epochs, pass2_epochs=pass2_epochs,
             warmup_ratio=warmup, mini_batch_size=mini_batch_size,
             max_seq_length=max_seq_length, seed=seed, train_split=train_split,
             validation_split=validation_split, validation_share=validation_share, max_pairs=max_pairs, synthetic=synthetic,

@@ -3,10 +3,11 @@
 The reranker learns to reorder one first stage: dense retrieval with ``negatives_model``
 (MiniLM by default, the demo's ``dense``). Its negatives are mined from that first stage's
 top ``first_stage_top`` (``harness.train.mining``), so it trains on the confusions it will
-have to fix; it trains with sentence-transformers' CrossEncoderTrainer and
-BinaryCrossEntropyLoss on labelled (query, document) pairs, and is validated several times
-an epoch by reranking that same top N of the validation queries, beside the first stage's
-own figure on them. The same partial folder, resume and card as the bi-encoder
+have to fix; it trains with sentence-transformers' CrossEncoderTrainer, LambdaLoss on
+each query's list (its positive and its negatives) or BinaryCrossEntropyLoss on labelled
+(query, document) pairs, and is validated several times an epoch by reranking that same
+top N of the validation queries, in the order the arm will serve (the reranker's alone, or
+fused with the first stage's), beside the first stage's own figure on them. The same partial folder, resume and card as the bi-encoder
 (``harness.train.checkpoints``, ``harness.train.cards``).
 """
 
@@ -25,7 +26,7 @@ from harness.train.cards import FinetuneResult, write_card_and_log
 from harness.train.checkpoints import (
     final_dir, keep_partial_on_interrupt, prepare_work_dir, publish, run_key, save_state, train_resumably,
 )
-from harness.train.losses import binary_cross_entropy
+from harness.train.losses import CROSS_ENCODER_LOSSES
 from harness.train.pairs import known_positives, write_pairs
 
 
@@ -34,14 +35,19 @@ from harness.train.pairs import known_positives, write_pairs
 # recipe", has the validation figures that chose them).
 NEW_HEAD_LEARNING_RATE = 1e-4
 PRETRAINED_LEARNING_RATE = 2e-5
+# A batch when none is given: LambdaLoss's rows are lists (a query, its positive and its
+# negatives: 5 pairs), BCE's single labelled pairs; both near 40 pairs a step
+BATCH_SIZES = {"lambda": 8, "bce": 32}
 
 
 @dataclass
 class CrossEncoderConfig:
+    loss: str = "lambda"  # CROSS_ENCODER_LOSSES
+    fuse: str = "auto"  # the served order: "rrf" with the first stage, "none", or "auto" (rrf for a new head)
     epochs: int = 1
     learning_rate: float | None = None  # None: NEW_HEAD_LEARNING_RATE or PRETRAINED_LEARNING_RATE
     warmup_ratio: float = 0.1
-    batch_size: int = 32
+    batch_size: int | None = None  # None: the loss's (BATCH_SIZES)
     num_negatives: int = 4
     max_length: int = 256
     seed: int = 42
@@ -61,6 +67,10 @@ class CrossEncoderConfig:
     synthetic: str | None = None
 
     def validate(self) -> None:
+        if self.loss not in CROSS_ENCODER_LOSSES:
+            raise HarnessError(f"--loss {self.loss!r} is not a reranker loss (known: {', '.join(CROSS_ENCODER_LOSSES)})")
+        if self.fuse not in ("auto", "none", "rrf"):
+            raise HarnessError(f"--fuse must be auto, none or rrf, got {self.fuse!r}")
         if not 1 <= self.epochs <= 10:
             raise HarnessError(f"--epochs must be between 1 and 10, got {self.epochs}")
         if self.learning_rate is not None and self.learning_rate <= 0:
@@ -84,6 +94,19 @@ class CrossEncoderConfig:
         if new_head:
             return NEW_HEAD_LEARNING_RATE, "default for a new, untrained head"
         return PRETRAINED_LEARNING_RATE, "default for adapting a pretrained cross-encoder"
+
+    @property
+    def batch(self) -> int:
+        return self.batch_size or BATCH_SIZES[self.loss]
+
+    def fusion_for(self, new_head: bool) -> tuple[str, str]:
+        """The order the reranker arm serves (and validation scores), and why."""
+        if self.fuse != "auto":
+            return self.fuse, "given (--fuse)"
+        if new_head:
+            return "rrf", ("default for a new head trained on one domain's pairs: fused with the first stage's order "
+                           "(RRF), its evidence adds to the first stage's instead of replacing it")
+        return "none", "default for a pretrained cross-encoder: its own order"
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -112,6 +135,24 @@ def labelled_rows(examples: list[list[Any]]) -> dict[str, list[Any]]:
     return rows
 
 
+def listwise_rows(examples: list[list[Any]]) -> dict[str, list[Any]]:
+    """(query, documents, labels) rows: a query's positive (label 1) then its negatives (0)."""
+    rows: dict[str, list[Any]] = {"query": [], "docs": [], "labels": []}
+    for query, positive, negatives in examples:
+        rows["query"].append(query)
+        rows["docs"].append([positive, *negatives])
+        rows["labels"].append([1.0] + [0.0] * len(negatives))
+    return rows
+
+
+TRAINING_ROWS = {"lambda": listwise_rows, "bce": labelled_rows}
+
+
+def rerank_spec(out: Path, top: int, first_stage: str, fuse: str) -> str:
+    """The arm that serves this reranker as it was validated."""
+    return f"rerank({out},top={top},first={first_stage}" + ("" if fuse == "none" else f",fuse={fuse}") + ")"
+
+
 def first_stage_spec(negatives_model: str) -> str:
     """The retriever spec of the first stage the reranker learns to reorder."""
     return "dense" if negatives_model == "default" else f"dense:{negatives_model}"
@@ -130,7 +171,7 @@ def finetune_cross_encoder(
     log: Any = None,
 ) -> FinetuneResult:
     """Train a reranker of ``negatives_model``'s dense top ``first_stage_top`` with
-    CrossEncoderTrainer and BCE on pairs plus negatives mined from that top N.
+    CrossEncoderTrainer and ``config.loss`` on pairs plus negatives mined from that top N.
 
     ``base`` is any cross-encoder folder or hub name; without one, the reranker starts from
     the MiniLM bi-encoder folder with a new, untrained one-logit head (no pretrained
@@ -153,6 +194,7 @@ def finetune_cross_encoder(
     else:
         base_note = f"started from the cross-encoder {display_name(base)}"
     learning_rate, learning_rate_reason = config.learning_rate_for(new_head)
+    fuse, fuse_reason = config.fusion_for(new_head)
     first_stage = first_stage_spec(negatives_model)
     setup.seed_everything(config.seed)
     model = load_trainable_cross_encoder(start_from, num_labels=1, max_length=config.max_length)
@@ -164,14 +206,15 @@ def finetune_cross_encoder(
         if "mining" not in stages:
             _mine_negatives(dataset, training, config, negatives_model, cache, stages, say)
             save_state(work, state)
-        train_dataset = _hf_dataset(labelled_rows(stages["examples"]))
-        evaluator, validation = _rerank_evaluator(dataset, training, config, first_stage, cache)
+        train_dataset = _hf_dataset(TRAINING_ROWS[config.loss](stages["examples"]))
+        evaluator, validation = _rerank_evaluator(dataset, training, config, first_stage, fuse, cache)
         if "before" not in stages:
             stages["before"] = evaluator(model, epoch=0, steps=0)
             save_state(work, state)
         before = stages["before"]
+        served = "reranked" if fuse == "none" else "reranked and fused with it (RRF)"
         say(f"validation: {first_stage} top {config.first_stage_top} of {validation['queries']} queries, val ndcg@10 "
-            f"{validation['first_stage']['val_ndcg@10']:.4f} as ranked, {before['val_ndcg@10']:.4f} reranked before training")
+            f"{validation['first_stage']['val_ndcg@10']:.4f} as ranked, {before['val_ndcg@10']:.4f} {served} before training")
         record = _train(model, train_dataset, config, learning_rate, evaluator, work / "checkpoints", resume, say)
         after = setup.best_validation(record, evaluator)
         final = final_dir(work)
@@ -182,14 +225,15 @@ def finetune_cross_encoder(
             "base_model_path": start_from,
             "base_note": base_note,
             "negatives_model": display_name(negatives_model),
-            "first_stage": {"spec": first_stage, "top": config.first_stage_top,
-                            "rerank_spec": f"rerank({out},top={config.first_stage_top},first={first_stage})"},
+            "first_stage": {"spec": first_stage, "top": config.first_stage_top, "fuse": fuse,
+                            "rerank_spec": rerank_spec(out, config.first_stage_top, first_stage, fuse)},
             "output": str(out),
             "fingerprint": setup.model_fingerprint(model),
             "dataset": {"name": dataset.name, "path": str(dataset.path), "hash": dataset.hash},
             "training_data": {**training.description, "file": "pairs.jsonl"},
             "parameters": config.as_dict(),
-            "choices": {"learning_rate": {"value": learning_rate, "why": learning_rate_reason}},
+            "choices": {"learning_rate": {"value": learning_rate, "why": learning_rate_reason},
+                        "fuse": {"value": fuse, "why": fuse_reason}},
             "seed": config.seed,
             "passes": {"reranker": {k: v for k, v in record.items() if k != "log_history"}},
             "chosen": "reranker",
@@ -227,10 +271,10 @@ def _hf_dataset(rows: dict[str, list[Any]]) -> Any:
     return HFDataset.from_dict(rows)
 
 
-def _rerank_evaluator(dataset: Dataset, training: Any, config: CrossEncoderConfig, first_stage: str,
+def _rerank_evaluator(dataset: Dataset, training: Any, config: CrossEncoderConfig, first_stage: str, fuse: str,
                       cache: Path) -> tuple[Any, dict[str, Any]]:
     """Validation: rerank the first stage's top ``first_stage_top`` of (at most)
-    ``validation_queries`` validation queries, as ``rerank(OUT,top=N,first=...)`` will;
+    ``validation_queries`` validation queries, as ``rerank(OUT,top=N,first=...,fuse=...)`` will;
     returns the evaluator and what it validates on, with the first stage's own figures."""
     from harness.train.evaluators import first_stage_top, make_rerank_evaluator, ranking_figures
 
@@ -241,10 +285,11 @@ def _rerank_evaluator(dataset: Dataset, training: Any, config: CrossEncoderConfi
     if not candidates:
         raise HarnessError("no validation query has a first-stage candidate to rerank")
     texts = {d: dataset.corpus[d].content for c in candidates.values() for d in c}
-    evaluator = make_rerank_evaluator(val_queries, training.validation_qrels, candidates, texts)
+    evaluator = make_rerank_evaluator(val_queries, training.validation_qrels, candidates, texts, fuse=fuse)
     validation = {
         "queries": len(candidates),
         "corpus": f"{first_stage} top {config.first_stage_top} per query",
+        "order": "the reranker's" if fuse == "none" else "RRF of the first stage's and the reranker's",
         "first_stage": ranking_figures(training.validation_qrels, candidates),
     }
     return evaluator, validation
@@ -255,9 +300,9 @@ def _train(model: Any, train_dataset: Any, config: CrossEncoderConfig, learning_
     """Train the reranker in place; returns its pass record (loss, steps, time, log history)."""
     from sentence_transformers.cross_encoder import CrossEncoderTrainer, CrossEncoderTrainingArguments
 
-    loss, label = binary_cross_entropy(model, config)
+    loss, label = CROSS_ENCODER_LOSSES[config.loss](model, config)
     args = setup.training_arguments(
-        CrossEncoderTrainingArguments, checkpoints, epochs=config.epochs, batch_size=config.batch_size,
+        CrossEncoderTrainingArguments, checkpoints, epochs=config.epochs, batch_size=config.batch,
         learning_rate=learning_rate, warmup_ratio=config.warmup_ratio, seed=config.seed,
         rows=len(train_dataset), evaluations_per_epoch=config.evaluations_per_epoch,
     )

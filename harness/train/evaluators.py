@@ -129,8 +129,13 @@ def make_rerank_evaluator(
     metrics: tuple[str, ...] = ("ndcg@10", "mrr@10"),
     name: str = "val",
     batch_size: int = 32,
+    fuse: str = "none",
 ) -> Any:
-    """A cross-encoder reordering each query's first-stage candidates."""
+    """A cross-encoder reordering each query's first-stage candidates (in first-stage
+    order), scored in the order ``rerank(...,fuse=FUSE)`` serves: the cross-encoder's
+    alone, or with ``fuse="rrf"`` its fusion with the first stage (then the cross-encoder's
+    own order is recorded too, as ``NAME_reranker_only_METRIC``)."""
+    from harness.adapters.rerank import fused_with_first_stage
 
     class HarnessRerankEvaluator(_base_class()):
         def __init__(self) -> None:
@@ -148,7 +153,12 @@ def make_rerank_evaluator(
             for (qid, doc_id), value in zip(items, values):
                 run.setdefault(qid, {})[doc_id] = float(value)
             judged = {q: qrels[q] for q in candidates}
+            if fuse == "rrf":
+                alone = metric_lib.per_query(judged, run, list(metrics))
+                run = {qid: fused_with_first_stage(candidates[qid], hits) for qid, hits in run.items()}
             per_query = metric_lib.per_query(judged, run, list(metrics))
+            if fuse == "rrf":
+                per_query.update({f"reranker_only_{metric}": values for metric, values in alone.items()})
             return _record(self.history, name, per_query, epoch, steps, started)
 
     return HarnessRerankEvaluator()

@@ -1,8 +1,9 @@
 """Training losses, one recipe per loss: a function of the model and the run's settings
 that returns sentence-transformers' loss and the label the card records.
 
-A new loss is one more function here and a name in ``BI_ENCODER_LOSSES`` (the
-``--loss`` choices); the trainers take whatever recipe they are given.
+A new loss is one more function here and a name in ``BI_ENCODER_LOSSES`` or
+``CROSS_ENCODER_LOSSES`` (the ``--loss`` choices); the trainers take whatever recipe they
+are given.
 """
 
 from __future__ import annotations
@@ -71,6 +72,17 @@ def bi_encoder_loss(model: Any, settings: Any, with_negatives: bool) -> tuple[An
     return matryoshka(model, chosen, settings.matryoshka_dims) if settings.matryoshka_dims else chosen
 
 
+def lambda_loss(model: Any, settings: Any) -> tuple[Any, str]:
+    """The reranker's listwise loss: each query's positive and its mined negatives as one
+    list, LambdaLoss with the NDCG-Loss2++ weighting (sentence-transformers' default, after
+    Wang et al., "The LambdaLoss Framework for Ranking Metric Optimization", CIKM 2018).
+    Only the order within a query's list counts, so a new head's constant output costs
+    nothing to unlearn (BCE spends its first steps fitting the bias)."""
+    from sentence_transformers.cross_encoder.losses import LambdaLoss
+
+    return LambdaLoss(model), "LambdaLoss(NDCGLoss2PPScheme)"
+
+
 def binary_cross_entropy(model: Any, settings: Any) -> tuple[Any, str]:
     """The reranker's loss: one logit a (query, document) pair against its 0/1 label, the
     positives weighted by the negatives per positive so both classes weigh the same."""
@@ -79,3 +91,9 @@ def binary_cross_entropy(model: Any, settings: Any) -> tuple[Any, str]:
 
     weight = settings.num_negatives
     return BinaryCrossEntropyLoss(model, pos_weight=torch.tensor(float(weight))), f"BinaryCrossEntropyLoss(pos_weight={weight})"
+
+
+CROSS_ENCODER_LOSSES: dict[str, Recipe] = {
+    "lambda": lambda_loss,
+    "bce": binary_cross_entropy,
+}
