@@ -55,9 +55,13 @@ def other_model(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> P
     return target
 
 
-def build(db: Path, data: Path, model: Path, cache: Path, *extra: str) -> str:
-    output = index("build", "--db", str(db), "--data", str(data), "--model", f"dense:{model}", "--cache", str(cache), *extra)
+def build_from(db: Path, data: Path, version: str, cache: Path, *extra: str) -> str:
+    output = index("build", "--db", str(db), "--data", str(data), "--model", version, "--cache", str(cache), *extra)
     return output.split("--to ")[-1].strip()  # the collection, from the swap line it prints
+
+
+def build(db: Path, data: Path, model: Path, cache: Path) -> str:
+    return build_from(db, data, f"dense:{model}", cache)
 
 
 def test_build_swap_rollback_prune_end_to_end(tiny_dataset: Path, tiny_model: Path, other_model: Path, tmp_path: Path) -> None:
@@ -194,6 +198,21 @@ def test_the_arm_refuses_an_index_of_another_corpus_and_bad_specs(tiny_dataset: 
     ]:
         with pytest.raises(HarnessError, match=message):
             evaluate(tiny_dataset, [spec], ["heldout"], cache_dir=cache)
+
+
+def test_a_registry_version_is_built_and_recorded(tiny_dataset: Path, tiny_model: Path, tmp_path: Path) -> None:
+    from harness.registry import ModelRegistry
+
+    registry, db, cache = tmp_path / "models.db", tmp_path / "indexes", tmp_path / "cache"
+    ModelRegistry(str(registry), create=True).register(tiny_model, alias="champion")
+    collection = build_from(db, tiny_dataset, "champion", cache, "--registry", str(registry))
+    with open_store(db) as store:
+        info = store.resolve(collection)
+    assert (info.registry["name"], info.registry["version"]) == ("embedder", 1)
+    assert Path(info.model.removeprefix("dense:")).resolve() == tiny_model.resolve()
+    planned = json.loads(index("plan", "--from", "champion", "--to", "models:/embedder/1", "--data", str(tiny_dataset),
+                               "--registry", str(registry), "--cache", str(cache), "--json"))
+    assert not planned["model_changed"] and planned["to"]["registry"]["version"] == 1 and planned["to_encode"] == 0
 
 
 @requires_minilm
