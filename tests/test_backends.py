@@ -70,15 +70,15 @@ def _cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 @requires_openvino
 def test_openvino_fp32_is_torch_exported_once_by_fingerprint(corpus, tiny_model: Path, tmp_path: Path) -> None:
     torch_arm = build_retriever(f"dense:{tiny_model}", tmp_path)
+    torch_arm.build(corpus)
     reference = torch_arm.embed_documents(corpus)
     arm = build_retriever(f"dense:{tiny_model}(backend=openvino)", tmp_path)
     arm.build(corpus)
-    vectors = arm.embed_documents(corpus)
-    assert _cosines(vectors, reference).min() > 0.9999
     info = arm.describe()
     fingerprint = torch_arm.describe()["fingerprint"]
     assert (info["backend"], info["quantisation"], info["fingerprint"]) == ("openvino", None, fingerprint)
     assert info["encoded_documents"] == len(corpus)  # its own cache namespace, not the torch arm's vectors
+    assert _cosines(arm.embed_documents(corpus), reference).min() > 0.9999
     exported = tmp_path / "backends" / f"{fingerprint}+openvino" / "openvino" / "openvino_model.xml"
     stamp = exported.stat().st_mtime_ns
     again = build_retriever(f"dense:{tiny_model}(backend=openvino)", tmp_path)
