@@ -311,7 +311,11 @@ def _train(model: Any, train_dataset: Any, config: CrossEncoderConfig, learning_
         callbacks=setup.callbacks(config.epochs * config.evaluations_per_epoch, config.early_stopping_patience,
                                   config.save_total_limit),
     ))
-    say(f"training the reranker on {len(train_dataset)} labelled pairs, lr {learning_rate:g}")
+    if "docs" in train_dataset.column_names:
+        rows = f"{len(train_dataset)} lists ({sum(map(len, train_dataset['docs']))} query-document pairs)"
+    else:
+        rows = f"{len(train_dataset)} labelled pairs"
+    say(f"training the reranker on {rows}, {label}, lr {learning_rate:g}")
     started = time.perf_counter()
     output, _ = train_resumably(trainer, checkpoints, resume)
     seconds = time.perf_counter() - started
