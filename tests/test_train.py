@@ -153,7 +153,13 @@ def test_finetune_two_passes_writes_a_complete_loadable_folder(tiny_dataset: Pat
     assert card["mining"]["mined_with"] == "pass-1 model"
     assert card["training_data"]["pairs_hash"] and card["dataset"]["hash"]
     assert set(card["validation"]["before"]) == set(card["validation"]["after"]) >= {"val_ndcg@10"}
-    assert card["parameters"]["learning_rate"] == 2e-5 and card["parameters"]["warmup_ratio"] == 0.1
+    assert card["parameters"]["learning_rate"] is None and card["parameters"]["warmup_ratio"] == 0.1
+    # no --lr: each pass's rate follows from its steps (a tiny set: a few steps, the rule's ceiling)
+    from harness.train.bi_encoder import default_learning_rate
+
+    pass1 = card["passes"]["pass1"]
+    assert pass1["learning_rate"] == default_learning_rate(pass1["steps"]) == 1e-4 and "default for" in pass1["learning_rate_why"]
+    assert default_learning_rate(26) == 1e-4 and default_learning_rate(250) == pytest.approx(4e-5) and default_learning_rate(900) == 2e-5
     log = json.loads((out / "training_log.json").read_text())
     assert log["passes"]["pass1"]["loss_curve"] and "loss" in log["passes"]["pass1"]["loss_curve"][0]
     assert "Validation" in (out / "README.md").read_text()

@@ -146,8 +146,8 @@ def mine(data, out, model_name, pairs_file, synthetic, llm_url, llm_model, llm_k
 @click.option("--matryoshka", help="Wrap the loss in MatryoshkaLoss with these dimensions, e.g. 384,256,128,64.")
 @click.option("--epochs", type=int, default=1, show_default=True, help="Epochs per pass (1 to 3 is the usual range).")
 @click.option("--pass2-epochs", type=int, help="Epochs of pass 2 (default: --epochs).")
-@click.option("--lr", type=float, help="Peak learning rate (default: bi-encoder 2e-5; reranker 1e-4 for a new head, "
-              "2e-5 from a pretrained cross-encoder).")
+@click.option("--lr", type=float, help="Peak learning rate (default: bi-encoder 2e-5 x max(1, 500 / the pass's steps), at most "
+              "1e-4; reranker 1e-4 for a new head, 2e-5 from a pretrained cross-encoder).")
 @click.option("--warmup", type=float, default=0.1, show_default=True, help="Warm-up share of the steps.")
 @click.option("--batch-size", type=int, help="Training batch (default 32). Bi-encoder: pairs; reranker: lists (query, positive "
               "and negatives; default 8) with --loss lambda, labelled (query, document) pairs with --loss bce (default 32).")
