@@ -31,7 +31,7 @@ def round2_model(state: Any) -> Path:
 
 
 def stage_loop(state: Any) -> None:
-    from harness.cli.demo import BASE, DEMO_TRAINING
+    from harness.cli.demo import DEMO_TRAINING
 
     needed = [state.finetuned, state.out / "eval" / "result.json", state.out / "gate" / "gate.json",
               state.out / "ab" / "ab.duckdb"]
@@ -44,7 +44,7 @@ def stage_loop(state: Any) -> None:
     for stale in (registry_file, loop / "mlflow-artifacts", loop / "ab.duckdb"):
         _remove(stale)  # a fresh registry and store each run: the versions and decisions are those of this run
     reg = ["--registry", f"sqlite:///{registry_file}"]
-    champion, challenger = BASE, f"dense:{state.finetuned}"
+    challenger = f"dense:{state.finetuned}"  # round 1, the champion round 2 is judged against
     round2 = round2_model(state)
     candidate = f"dense:{round2}"
 
@@ -164,10 +164,7 @@ def _gate_status(gate_file: Path) -> str | None:
 
 
 def _ab_decision(decision_file: Path) -> str | None:
-    if not decision_file.exists():
-        return None
-    treatments = json.loads(decision_file.read_text(encoding="utf-8")).get("decision", {}).get("treatments") or [{}]
-    return treatments[0].get("decision")
+    return json.loads(decision_file.read_text(encoding="utf-8"))["decision"]["decision"] if decision_file.exists() else None
 
 
 def _finding(summary: dict[str, Any]) -> str:
