@@ -90,9 +90,9 @@ class EmbeddingCache:
     def embed(self, texts: Sequence[str], encode: Callable[[list[str]], np.ndarray]) -> tuple[np.ndarray, int]:
         """Vectors for ``texts`` in order, encoding only those neither in the Parquet shards
         nor cached; returns (matrix, encoded)."""
-        shard_vectors, backends = self.shards.vectors(*self.namespace) if self.shards.exists() else ({}, {})
-        stored = self._load()
         keys = [text_key(text) for text in texts]
+        shard_vectors, backends = self.shards.vectors(self.namespace, set(keys)) if self.shards.exists() else ({}, {})
+        stored = self._load()
         missing: dict[str, str] = {}
         for key, text in zip(keys, texts):
             if key not in shard_vectors and key not in stored and key not in missing:
@@ -127,11 +127,14 @@ class ShardFolder:
     def paths(self) -> list[Path]:
         return sorted(path for path in self.folder.glob("*.parquet") if not path.name.startswith("."))
 
-    def _read(self, path: Path, columns: list[str], namespace: tuple[str, str, int | None]) -> Any:
+    def _read(self, path: Path, columns: list[str], namespace: tuple[str, str, int | None],
+              keys: set[str] | None = None) -> Any:
         import pyarrow.parquet as pq
 
+        filters = [(name, "=", value) for name, value in zip(NAMESPACE_COLUMNS, namespace) if value is not None]
+        if keys is not None:
+            filters.append(("text_key", "in", sorted(keys)))
         try:
-            filters = [(name, "=", value) for name, value in zip(NAMESPACE_COLUMNS, namespace) if value is not None]
             return pq.read_table(path, columns=columns, filters=filters)
         except Exception as exc:
             first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
@@ -146,13 +149,14 @@ class ShardFolder:
             found.update(zip(table.column("doc_id").to_pylist(), table.column("text_key").to_pylist()))
         return found
 
-    def vectors(self, fingerprint: str, prompt: str, max_seq_length: int | None) -> tuple[dict[str, np.ndarray], dict[str, str]]:
-        """text key -> vector and text key -> backend, for this model, prompt and length."""
+    def vectors(self, namespace: tuple[str, str, int | None], keys: set[str]) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+        """text key -> vector and text key -> backend of these texts, for this model, prompt and
+        length (namespace); only their rows are read (a query lookup does not load the corpus)."""
         vectors: dict[str, np.ndarray] = {}
         backends: dict[str, str] = {}
         dimension = None
-        for path in self.paths():
-            table = self._read(path, ["text_key", "backend", "vector"], (fingerprint, prompt, max_seq_length))
+        for path in self.paths() if keys else []:
+            table = self._read(path, ["text_key", "backend", "vector"], namespace, keys)
             if not table.num_rows:
                 continue
             matrix = _matrix(table.column("vector"), path)

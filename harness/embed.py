@@ -133,10 +133,13 @@ def _encode_on_spark(spec: str, namespace: tuple[str, str, int], pending: list[t
     from pyspark.sql import functions as F
     from pyspark.sql.types import ArrayType, FloatType
 
+    from harness.progress import enabled
+
     if master is None or master.startswith("local"):
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)  # local workers run this interpreter
     created = SparkSession.getActiveSession() is None
-    builder = SparkSession.builder.appName("harness-embed").config("spark.ui.enabled", "false")
+    builder = (SparkSession.builder.appName("harness-embed").config("spark.ui.enabled", "false")
+               .config("spark.ui.showConsoleProgress", str(enabled()).lower()))  # no progress bar into a log
     session = (builder.master(master) if master else builder).getOrCreate()
     fingerprint, prompt, max_seq_length = namespace
     token = uuid.uuid4().hex
