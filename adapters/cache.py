@@ -163,9 +163,9 @@ class ShardFolder:
             if dimension is not None and matrix.shape[1] != dimension:
                 raise HarnessError(f"{path}: vectors of {matrix.shape[1]} dimensions, other shards of the same model have {dimension}")
             dimension = matrix.shape[1]
-            keys = table.column("text_key").to_pylist()
-            vectors.update(zip(keys, matrix))
-            backends.update(zip(keys, table.column("backend").to_pylist()))
+            found = table.column("text_key").to_pylist()
+            vectors.update(zip(found, matrix))
+            backends.update(zip(found, table.column("backend").to_pylist()))
         return vectors, backends
 
     def write(self, doc_ids: Sequence[str], keys: Sequence[str], matrix: np.ndarray, namespace: tuple[str, str, int],
