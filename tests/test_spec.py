@@ -98,7 +98,7 @@ def test_nesting_deeper_than_the_limit_is_an_error_not_a_crash() -> None:
         ("dense(dims=8,idx=flat)", "dense: unknown option(s) dims, idx in dense(dims=8,idx=flat) "
          "(known: backend, batch, dim, doc_prompt, index, m, max_len, nlist, nprobe, prompts, quant, query_prompt)"),
         ("hybrid(bm25,dense,k=60)", "hybrid: unknown option(s) k in hybrid(bm25,dense,k=60) (known: depth, method, norm, rrf_k, weights)"),
-        ("rerank(ce,first=bm25,depth=5)", "rerank: unknown option(s) depth in rerank(ce,first=bm25,depth=5) (known: batch, first, top)"),
+        ("rerank(ce,first=bm25,depth=5)", "rerank: unknown option(s) depth in rerank(ce,first=bm25,depth=5) (known: batch, first, fuse, top)"),
         ("filter(first=bm25,depth=3)", "filter: unknown option(s) depth in filter(first=bm25,depth=3) (known: field, first, where)"),
         ("rerank(ce,top=5)", "rerank needs a first stage, e.g. first=bm25: rerank(ce,top=5)"),
         ("filter(field=subdomain)", "filter needs a first stage, e.g. first=dense: filter(field=subdomain)"),
