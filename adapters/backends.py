@@ -173,7 +173,7 @@ def _quantise(fp32: Any, calibration: Sequence[str], folder: Path) -> None:
 
     if not calibration:
         raise HarnessError("dense: quant=int8 has no corpus text to calibrate on")
-    fp32.tokenizer = _CappedTokenizer(fp32.tokenizer, fp32.max_seq_length)
+    _cap_max_length(fp32.tokenizer, fp32.max_seq_length)
     with tempfile.TemporaryDirectory(prefix="harness-calibration-") as data:
         with open(Path(data) / "train.jsonl", "w", encoding="utf-8") as handle:
             for text in calibration:
@@ -188,21 +188,19 @@ def _quantise(fp32: Any, calibration: Sequence[str], folder: Path) -> None:
             raise HarnessError(f"dense: int8 quantisation failed: {_first_line(exc)}") from exc
 
 
-class _CappedTokenizer:
-    """The tokenizer with ``max_length`` capped at the model's sequence length. The helper pads
-    calibration texts to 384 tokens: past the position table of a model with fewer positions, and
-    past the length the arm encodes at, whose activations are the ones to calibrate."""
+def _cap_max_length(tokenizer: Any, limit: int) -> None:
+    """Cap ``max_length`` at the model's sequence length on this (throw-away) model's tokenizer.
+    The helper pads calibration texts to 384 tokens: past the position table of a model with
+    fewer positions, and past the length the arm encodes at, whose activations are the ones to
+    calibrate. sentence-transformers exposes the tokenizer read-only, so its class is narrowed."""
+    base = type(tokenizer)
 
-    def __init__(self, tokenizer: Any, limit: int) -> None:
-        self._tokenizer = tokenizer
-        self._limit = limit
+    class Capped(base):  # type: ignore[misc, valid-type]
+        def __call__(self, *texts: Any, **options: Any) -> Any:
+            options["max_length"] = min(options.get("max_length") or limit, limit)
+            return super().__call__(*texts, **options)
 
-    def __call__(self, texts: Any, **options: Any) -> Any:
-        options["max_length"] = min(options.get("max_length") or self._limit, self._limit)
-        return self._tokenizer(texts, **options)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._tokenizer, name)
+    tokenizer.__class__ = Capped
 
 
 def _load_openvino(folder: Path, model_file: str) -> Any:
