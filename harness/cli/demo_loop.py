@@ -63,8 +63,11 @@ def stage_loop(state: Any) -> None:
     if (round2 / "training_card.json").exists():
         state.console.print(f"{round2} exists: reusing it (delete it to train again)")
     else:
+        # the file's skip-above negatives when the logs gave any (the usual case), else in-batch ones
+        header = json.loads(pairs.read_text(encoding="utf-8").split("\n", 1)[0])
+        passes = "hard-negatives" if header.get("counts", {}).get("negatives") else "in-batch"
         state.run("finetune", "--data", str(state.data), "--base", str(state.finetuned), "--pairs", str(pairs),
-                  "--passes", "hard-negatives", "--epochs", "1", *DEMO_TRAINING[2:], "--out", str(round2),
+                  "--passes", passes, "--epochs", "1", *DEMO_TRAINING[2:], "--out", str(round2),
                   "--cache", str(state.cache_dir), "--seed", str(state.seed + 42), *state.device_args)
     evaluation = loop / "eval"
     state.run("eval", "--data", str(state.data), "--retriever", challenger, "--retriever", candidate,
