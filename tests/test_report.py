@@ -464,3 +464,35 @@ def test_the_report_command_refuses_a_result_the_gate_would_refuse(eval_file: Pa
     line = next(n for n, text in enumerate(broken.read_text().splitlines(), 1) if f'"{query}": NaN' in text)
     assert error == f"error: {broken}:{line}: suite {suite['name']}, retriever {SPECS[1]}, ndcg@10, query {query}: NaN is not a finite number"
     assert not (tmp_path / "r.html").exists()
+
+
+def test_the_loop_result_is_drawn_as_rounds_lineage_and_history(tmp_path: Path) -> None:
+    """loop.json (the demo's loop stage) becomes one section: each round's lift over its
+    champion with its interval and verdicts, the versions with their parents, the history."""
+    import json
+
+    from harness.reports.sections import build_report
+
+    offline = {"baseline_mean": 0.7376, "candidate_mean": 0.799, "difference": 0.0614, "ci_low": 0.0402, "ci_high": 0.0831,
+               "p_adjusted": 0.0006}
+    loop = {
+        "kind": "loop", "schema_version": 1, "champion_at_end": 1, "rolled_back": True, "registry": "sqlite:///x.db",
+        "rounds": [{"round": 2, "trained_on": "logged pairs", "baseline": "dense:r1", "candidate": "dense:r2", "offline": offline,
+                    "gate": "pass", "ab": "hold", "promoted": False}],
+        "versions": [{"version": 1, "path": "base", "fingerprint": "63e50d13b9a6e572", "parent": None, "aliases": ["champion"]},
+                     {"version": 2, "path": "r1", "fingerprint": "6de33bf351cad700", "parent": 1, "aliases": []}],
+        "history": [{"at": "t", "event": "rollback", "version": 1, "previous_champion": 2, "by": "me", "via": "rollback", "reason": "drill"}],
+        "pairs": {"file": "p.jsonl", "rows": {"train": 3, "train_queries": 2}, "leakage": {"excluded_queries": 1, "excluded_exposures": 4},
+                  "debias": "ipw"},
+        "provenance": {"harness_version": "0.1.0", "created_at": "t"},
+    }
+    path = tmp_path / "loop.json"
+    path.write_text(json.dumps(loop))
+    (section,) = build_report([path]).sections
+    assert section.kind == "loop" and section.badge == "champion v1"
+    assert section.headline[0].startswith("round 2 (logged pairs): nDCG@10 0.7990 vs 0.7376 (+0.0614 [+0.0402, +0.0831])")
+    assert section.headline[1] == "rollback drill: champion restored to v1"
+    rounds, versions, history = section.tables
+    assert [c.text for c in rounds.rows[0]][-3:] == ["pass", "hold", "no"]
+    assert [c.text for c in versions.rows[1]][:2] == ["2", "1"] and history.rows[0][1].text == "rollback"
+    assert "left out 1 queries" in section.notes[0]

@@ -22,12 +22,12 @@ from pathlib import Path
 from typing import Any, Callable
 
 from harness.reports.document import Report, Section
-from harness.reports.sections import ab, compare, eval, gate, training
+from harness.reports.sections import ab, compare, eval, gate, loop, training
 from harness.reports.sections.captions import AB_LIBRARIES, KEY_LIBRARIES, provenance_line
 from harness.reports.sections.generic import generic_section
 from harness.results import read_result
 
-MODULES = (eval, compare, gate, ab, training)
+MODULES = (eval, compare, gate, ab, training, loop)
 BUILDERS: dict[str, Callable[..., list[Section]]] = {kind: build for module in MODULES for kind, build in module.BUILDERS.items()}
 FORMS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
     kind: forms for module in MODULES for kind, forms in getattr(module, "FORMS", {}).items()
