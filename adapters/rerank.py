@@ -88,7 +88,7 @@ class RerankRetriever(Retriever):
         first_run = self.first.search(queries, max(k, self.top))
         self.model  # load outside the latency clock
         if self.fuse == "rrf":
-            fused_with_first_stage(["a", "b"], {"a": 0.0, "b": 1.0})  # ranx's numba compile, outside the clock
+            fused_with_first_stage({"q": ["a", "b"]}, {"q": {"a": 0.0, "b": 1.0}})  # ranx's numba compile, outside the clock
         scores: dict[str, dict[str, float]] = {}
         latency: dict[str, float] = {}
         for query_id, text in self._progress(queries.items(), len(queries)):
@@ -102,7 +102,7 @@ class RerankRetriever(Retriever):
                 )
                 reranked = {doc_id: float(value) for doc_id, value in zip(head, values)}
                 if self.fuse == "rrf":
-                    reranked = fused_with_first_stage(head, reranked)
+                    reranked = fused_with_first_stage({query_id: head}, {query_id: reranked})[query_id]
                 floor = min(reranked.values())
                 for offset, doc_id in enumerate(tail, start=1):
                     reranked[doc_id] = floor - offset
@@ -127,9 +127,11 @@ class RerankRetriever(Retriever):
         }
 
 
-def fused_with_first_stage(head: list[str], reranker_scores: dict[str, float]) -> dict[str, float]:
-    """RRF (k=60) of the first stage's order of ``head`` and the reranker's order of it."""
+def fused_with_first_stage(heads: dict[str, list[str]], reranker_scores: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
+    """Per query, RRF (k=60) of the first stage's order of its head (``heads``: query id ->
+    doc ids in first-stage order) and the reranker's order of it; one ranx call for all."""
     from harness.adapters.hybrid import fuse_hits
 
-    first_order = {doc_id: float(len(head) - rank) for rank, doc_id in enumerate(head)}
-    return fuse_hits([{"q": first_order}, {"q": reranker_scores}], ["q"], "rrf", params={"k": 60}, k=len(head))["q"]
+    first_order = {qid: {doc_id: float(len(head) - rank) for rank, doc_id in enumerate(head)} for qid, head in heads.items()}
+    depth = max((len(head) for head in heads.values()), default=1)
+    return fuse_hits([first_order, reranker_scores], list(heads), "rrf", params={"k": 60}, k=depth)

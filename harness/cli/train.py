@@ -9,6 +9,7 @@ import click
 
 from harness.cli.options import cache_option, data_option, device_option, out_option
 from harness.errors import HarnessError
+from harness.train.losses import BI_ENCODER_LOSSES, CROSS_ENCODER_LOSSES
 
 _synthetic_option = click.option(
     "--synthetic",
@@ -136,7 +137,7 @@ def mine(data, out, model_name, pairs_file, synthetic, llm_url, llm_model, llm_k
 @click.option("--cross-encoder", "cross_encoder", is_flag=True, help="Train a cross-encoder reranker instead of a bi-encoder.")
 @click.option("--passes", type=click.Choice(["two", "in-batch", "hard-negatives"]), default="two", show_default=True,
               help="two: in-batch pass then a pass with hard negatives mined by the pass-1 model.")
-@click.option("--loss", type=click.Choice(["mnrl", "cmnrl", "triplet", "lambda", "bce"]),
+@click.option("--loss", type=click.Choice([*BI_ENCODER_LOSSES, *CROSS_ENCODER_LOSSES]),
               help="Bi-encoder: mnrl (default, MultipleNegativesRanking), cmnrl (its cached variant: large batches in "
                    "little memory) or triplet. Reranker: lambda (default, LambdaLoss over each query's list) or bce "
                    "(BinaryCrossEntropy on labelled pairs).")
@@ -208,11 +209,10 @@ def finetune(data, out, base, cross_encoder, passes, loss, fuse, matryoshka, epo
     if relative_margin is not None:
         given["relative_margin"] = relative_margin if relative_margin >= 0 else None
     tuning = {key: value for key, value in given.items() if value is not None or key == "relative_margin"}
-    reranker_losses = ("lambda", "bce")
-    if loss is not None and (loss in reranker_losses) != bool(cross_encoder):
-        kind = "a reranker" if loss in reranker_losses else "a bi-encoder"
-        raise HarnessError(f"--loss {loss} is a loss for {kind}: "
-                           + ("add --cross-encoder" if loss in reranker_losses else "the reranker's are lambda and bce"))
+    if loss is not None and (loss in CROSS_ENCODER_LOSSES) != bool(cross_encoder):
+        kind = "a reranker" if loss in CROSS_ENCODER_LOSSES else "a bi-encoder"
+        raise HarnessError(f"--loss {loss} is a loss for {kind}: " + ("add --cross-encoder" if loss in CROSS_ENCODER_LOSSES
+                           else f"the reranker's are {' and '.join(CROSS_ENCODER_LOSSES)}"))
     if cross_encoder:
         config = CrossEncoderConfig(
             loss=loss or "lambda", fuse=fuse, epochs=epochs, warmup_ratio=warmup, seed=seed, first_stage_top=rerank_top,

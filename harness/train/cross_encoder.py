@@ -69,8 +69,10 @@ class CrossEncoderConfig:
     def validate(self) -> None:
         if self.loss not in CROSS_ENCODER_LOSSES:
             raise HarnessError(f"--loss {self.loss!r} is not a reranker loss (known: {', '.join(CROSS_ENCODER_LOSSES)})")
-        if self.fuse not in ("auto", "none", "rrf"):
-            raise HarnessError(f"--fuse must be auto, none or rrf, got {self.fuse!r}")
+        from harness.adapters.rerank import FUSIONS
+
+        if self.fuse not in ("auto", *FUSIONS):
+            raise HarnessError(f"--fuse must be one of auto, {', '.join(FUSIONS)}, got {self.fuse!r}")
         if not 1 <= self.epochs <= 10:
             raise HarnessError(f"--epochs must be between 1 and 10, got {self.epochs}")
         if self.learning_rate is not None and self.learning_rate <= 0:

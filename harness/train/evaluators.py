@@ -155,7 +155,7 @@ def make_rerank_evaluator(
             judged = {q: qrels[q] for q in candidates}
             if fuse == "rrf":
                 alone = metric_lib.per_query(judged, run, list(metrics))
-                run = {qid: fused_with_first_stage(candidates[qid], hits) for qid, hits in run.items()}
+                run = fused_with_first_stage({qid: candidates[qid] for qid in run}, run)
             per_query = metric_lib.per_query(judged, run, list(metrics))
             if fuse == "rrf":
                 per_query.update({f"reranker_only_{metric}": values for metric, values in alone.items()})
