@@ -256,13 +256,7 @@ class ModelRegistry:
         if not (reason or "").strip():
             raise HarnessError("rollback needs --reason: every rollback is recorded with who did it and why")
         with _audit_store(ab_store) as store:
-            current = self.alias(CHAMPION)
-            if current is None:
-                raise Refused(f"model {self.name!r} has no champion to roll back")
-            previous = current.tags.get(PREFIX + "previous_champion", "")
-            if not previous:
-                raise Refused(f"v{current.number} was the first champion of {self.name!r}: there is none before it to restore")
-            restored = self.get(previous)
+            current, restored = self.rollback_target()
             record = {"event": "rollback", "version": restored.number, "previous_champion": current.number, "by": who,
                       "at": now(), "reason": reason, "via": "rollback"}
 
@@ -272,6 +266,21 @@ class ModelRegistry:
 
             self._audited(record, who, store, experiment=None, numbers={}, change=change)
         return self.get(restored.number), self.get(current.number)
+
+    def rollback_target(self) -> tuple[Version, Version]:
+        """(the champion, the champion before it that a rollback restores); Refused when there is none."""
+        current = self.alias(CHAMPION)
+        if current is None:
+            raise Refused(f"model {self.name!r} has no champion to roll back")
+        previous = current.tags.get(PREFIX + "previous_champion", "")
+        if not previous:
+            raise Refused(f"v{current.number} was the first champion of {self.name!r}: there is none before it to restore")
+        return current, self.get(previous)
+
+    def note_serving(self, version: Version, record: dict[str, Any]) -> None:
+        """Record on the version which serving index its promotion or rollback swapped in."""
+        with self._errors():
+            self._tag(version, serving=json.dumps(record))
 
     # ------------------------------------------------------------------------- internals
 

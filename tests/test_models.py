@@ -274,6 +274,44 @@ def test_an_ab_decision_is_attached_and_its_experiment_named_in_the_audit(
     assert inputs["version"] == 2 and inputs["model"] == "embedder" and inputs["mlflow_run_id"]
 
 
+def test_with_serving_the_alias_follows_the_champion_and_back(
+        registry_file: Path, tiny_model: Path, finetuned: Path, passing_gate: Path, dataset: Path, tmp_path: Path) -> None:
+    """promote --serving swaps the Qdrant alias to the new champion's index (refused before
+    any change while that index is not built); rollback --serving points it back."""
+    from harness.registry import ModelRegistry
+    from harness.serving.store import PREVIOUS, open_store
+
+    _two_versions(registry_file, tiny_model, finetuned)
+    reg, db, cache = ["--registry", str(registry_file)], tmp_path / "indexes", tmp_path / "cache"
+
+    def built(version: str) -> str:
+        code, output = run("index", "build", "--db", str(db), "--data", str(dataset), "--model", version, "--cache", str(cache), *reg)
+        assert code == 0, output
+        return output.split("--to ")[-1].strip()
+
+    def serving() -> tuple[str | None, str | None]:
+        with open_store(db) as store:
+            aliases = store.aliases()
+        return aliases.get("search"), aliases.get("search" + PREVIOUS)
+
+    first = built("champion")
+    assert run("index", "swap", "--db", str(db))[0] == 0
+    code, output = run("models", "promote", "--gate", str(passing_gate), "--serving", str(db), *reg)
+    assert code == 3 and "no complete index of v2" in output and len(output.strip().splitlines()) == 1, output
+    assert ModelRegistry(str(registry_file)).get("champion").number == 1 and serving() == (first, None)  # nothing changed
+
+    second = built("challenger")
+    code, output = run("models", "promote", "--gate", str(passing_gate), "--serving", str(db), *reg)
+    assert code == 0 and f"search -> {second} (was {first})" in output, output
+    assert serving() == (second, first)
+    noted = json.loads(ModelRegistry(str(registry_file)).get("2").tags["harness.serving"])
+    assert (noted["event"], noted["collection"], noted["previous"]) == ("promote", second, first)
+
+    code, output = run("models", "rollback", "--reason", "drill", "--serving", str(db), *reg)
+    assert code == 0 and "v1 is the champion again" in output and f"search -> {first} (was {second})" in output, output
+    assert serving() == (first, second) and ModelRegistry(str(registry_file)).get("champion").number == 1
+
+
 # ------------------------------------------------------------------------ bad input: one line, exit 3
 
 

@@ -484,6 +484,13 @@ def test_the_loop_result_is_drawn_as_rounds_lineage_and_history(tmp_path: Path) 
         "history": [{"at": "t", "event": "rollback", "version": 1, "previous_champion": 2, "by": "me", "via": "rollback", "reason": "drill"}],
         "pairs": {"file": "p.jsonl", "rows": {"train": 3, "train_queries": 2}, "leakage": {"excluded_queries": 1, "excluded_exposures": 4},
                   "debias": "ipw"},
+        "serving": {"db": "loop/index", "aliases": {"search": "search-63e50d13-a", "search@previous": "search-6de33bf3-b"},
+                    "indexes": [{"collection": "search-63e50d13-a", "model": "dense", "fingerprint": "63e50d13b9a6e572",
+                                 "registry": {"version": 1}, "documents": 2002},
+                                {"collection": "search-6de33bf3-b", "model": "dense:r1", "fingerprint": "6de33bf351cad700",
+                                 "registry": {"version": 2}, "documents": 2002}],
+                    "served_arm": "qdrant:r1(db=loop/index,alias=search)", "in_memory_arm": "dense:r1", "suite": "heldout:test",
+                    "ndcg@10": {"served": 0.7376, "in_memory": 0.7376}},
         "provenance": {"harness_version": "0.1.0", "created_at": "t"},
     }
     path = tmp_path / "loop.json"
@@ -492,7 +499,9 @@ def test_the_loop_result_is_drawn_as_rounds_lineage_and_history(tmp_path: Path) 
     assert section.kind == "loop" and section.badge == "champion v1"
     assert section.headline[0].startswith("round 2 (logged pairs): nDCG@10 0.7990 vs 0.7376 (+0.0614 [+0.0402, +0.0831])")
     assert section.headline[1] == "rollback drill: champion restored to v1"
-    rounds, versions, history = section.tables
+    rounds, versions, history, serving = section.tables
     assert [c.text for c in rounds.rows[0]][-3:] == ["pass", "hold", "no"]
     assert [c.text for c in versions.rows[1]][:2] == ["2", "1"] and history.rows[0][1].text == "rollback"
-    assert "left out 1 queries" in section.notes[0]
+    assert [c.text for c in serving.rows[0]][-1] == "search" and [c.text for c in serving.rows[1]][-1] == "search@previous"
+    assert "nDCG@10 0.7376, the in-memory dense:r1 0.7376" in section.notes[0]
+    assert "left out 1 queries" in section.notes[1]

@@ -41,20 +41,33 @@ def stage_loop(state: Any) -> None:
     loop = state.out / "loop"
     loop.mkdir(parents=True, exist_ok=True)
     registry_file = loop / "mlflow.db"
-    for stale in (registry_file, loop / "mlflow-artifacts", loop / "ab.duckdb"):
-        _remove(stale)  # a fresh registry and store each run: the versions and decisions are those of this run
+    serving = loop / "index"
+    for stale in (registry_file, loop / "mlflow-artifacts", loop / "ab.duckdb", serving):
+        _remove(stale)  # a fresh registry, store and index each run: the versions and decisions are those of this run
     reg = ["--registry", f"sqlite:///{registry_file}"]
+    serve = ["--serving", str(serving), *reg]  # the serving alias follows each promotion and the rollback
     challenger = f"dense:{state.finetuned}"  # round 1, the champion round 2 is judged against
     round2 = round2_model(state)
     candidate = f"dense:{round2}"
 
-    # round 1: the base MiniLM is the first champion; the fine-tune from qrels, gated and A/B-tested
-    # by the stages before, is promoted with its gate
+    def build_index(version: str) -> None:
+        """The version's index beside the serving one (its vectors come from the embedding cache)."""
+        state.run("index", "build", "--db", str(serving), "--data", str(state.data), "--model", version, *reg,
+                  "--cache", str(state.cache_dir), *state.device_args)
+
+    # round 1: the base MiniLM is the first champion, serving from its own index; the fine-tune
+    # from qrels, gated and A/B-tested by the stages before, is promoted with its gate, and the
+    # serving alias swapped to its index
     state.run("models", "register", "default", "--alias", "champion", "--who", "harness demo", *reg)
+    build_index("champion")
+    state.run("index", "swap", "--db", str(serving))
     state.run("models", "register", str(state.finetuned), "--result", str(state.out / "eval" / "result.json"),
               "--result", str(state.out / "ab" / "decision.json"), "--who", "harness demo", *reg)
+    build_index("challenger")
     round1_promoted = state.run("models", "promote", "challenger", "--gate", str(state.out / "gate" / "gate.json"),
-                                "--who", "harness demo", *reg, allowed=(0, 1)) == 0
+                                "--who", "harness demo", *serve, allowed=(0, 1)) == 0
+    # what the alias serves now, evaluated beside the in-memory arm of the same model
+    served = f"qdrant:{state.finetuned}(db={serving},alias=search)"
 
     # round 2: pairs from round 1's logs (the pool's traffic; every dev and test query kept out)
     pairs = loop / "pairs.jsonl"
@@ -70,7 +83,7 @@ def stage_loop(state: Any) -> None:
                   "--passes", passes, "--epochs", "1", *DEMO_TRAINING[2:], "--out", str(round2),
                   "--cache", str(state.cache_dir), "--seed", str(state.seed + 42), *state.device_args)
     evaluation = loop / "eval"
-    state.run("eval", "--data", str(state.data), "--retriever", challenger, "--retriever", candidate,
+    state.run("eval", "--data", str(state.data), "--retriever", challenger, "--retriever", candidate, "--retriever", served,
               *[item for suite in state.suites() for item in ("--suite", suite)],
               "--out", str(evaluation), "--cache", str(state.cache_dir), "--seed", str(state.seed), *state.device_args)
     state.run("compare", str(evaluation / "result.json"), "--baseline", challenger, "--metric", "ndcg@10",
@@ -95,14 +108,17 @@ def stage_loop(state: Any) -> None:
                         "--out", str(ab / "decision.json"), allowed=(0, 1, 2))
     round2_promoted = False
     if gate_code == 0 and ab_code == 0:
+        build_index("challenger")
         round2_promoted = state.run("models", "promote", "challenger", "--gate", str(loop / "gate" / "gate.json"),
                                     "--result", str(ab / "decision.json"), "--who", "harness demo", "--db", str(db),
-                                    *reg, allowed=(0, 1)) == 0
-    # the drill: roll the champion back to the one before it
+                                    *serve, allowed=(0, 1)) == 0
+    # the drill: roll the champion back to the one before it, and the serving alias to its index
     rolled_back = state.run("models", "rollback", "--reason", "demo: rollback drill at the end of the loop",
-                            "--who", "harness demo", "--db", str(db), *reg, allowed=(0, 1)) == 0
+                            "--who", "harness demo", "--db", str(db), *serve, allowed=(0, 1)) == 0
+    state.run("index", "status", "--db", str(serving))
 
     summary = loop_summary(state, registry_file, pairs, gate_code, ab_code, round1_promoted, round2_promoted, rolled_back)
+    summary["serving"] = serving_summary(serving, evaluation / "result.json", served, challenger)
     from harness.files import write_json
 
     write_json(loop / "loop.json", summary)
@@ -150,6 +166,24 @@ def loop_summary(state: Any, registry_file: Path, pairs: Path, gate_code: int, a
         "registry": f"sqlite:///{registry_file}",
         "provenance": provenance.collect(seed=state.seed),
     }
+
+
+def serving_summary(db: Path, result_file: Path, served: str, in_memory: str) -> dict[str, Any]:
+    """The vector database at the end (its indexes, what each alias serves) and the served
+    arm's held-out figures beside the in-memory arm's of the same model (exact search: equal)."""
+    from dataclasses import asdict
+
+    from harness.results import read_eval_result
+    from harness.serving.store import open_store
+
+    with open_store(db) as store:
+        aliases, indexes = store.aliases(), store.indexes()
+    suite = next(s for s in read_eval_result(result_file).suites if s.name.startswith("heldout"))
+    return {"db": str(db), "aliases": aliases,
+            "indexes": [{k: v for k, v in asdict(i).items() if k in ("collection", "state", "model", "fingerprint", "registry",
+                                                                      "corpus_hash", "documents", "built_at")} for i in indexes],
+            "served_arm": served, "in_memory_arm": in_memory, "suite": suite.name,
+            "ndcg@10": {"served": suite.aggregates[served]["ndcg@10"], "in_memory": suite.aggregates[in_memory]["ndcg@10"]}}
 
 
 def _lift(compare_file: Path, candidate: str) -> dict[str, Any] | None:

@@ -18,6 +18,11 @@ who_option = click.option("--who", help="Who decides (default: the login name), 
 db_option = click.option("--db", "db", type=click.Path(path_type=Path),
                          help="An A/B DuckDB store: the change is also a row of its decisions audit table.")
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+serving_option = click.option(
+    "--serving", "serving", help="A vector database (harness index --db) whose serving alias follows the champion: "
+    "the new champion's complete index is swapped in (checked before the registry changes).")
+serving_alias_option = click.option("--alias", "alias", default="search", show_default=True,
+                                    help="With --serving: the serving alias (harness index --alias).")
 result_option = click.option("--result", "results", multiple=True, type=click.Path(path_type=Path),
                              help="A result that judged the model (eval, compare, gate or ab-decision JSON; repeatable).")
 
@@ -158,20 +163,27 @@ def register(model, parent, pairs, alias, results, who, registry, name) -> None:
 @result_option
 @who_option
 @db_option
+@serving_option
+@serving_alias_option
 @registry_option
 @name_option
-def promote(ref, gate, force, reason, results, who, db, registry, name) -> None:
+def promote(ref, gate, force, reason, results, who, db, serving, alias, registry, name) -> None:
     """Make a version (default: the challenger) the champion, after a passing gate whose
     candidate is this version and whose baseline is the champion; exit 1 when refused.
+    With --serving, the serving alias then points at the new champion's index.
 
     \b
     Example:
       harness models promote challenger --gate out/gate/gate.json --registry models.db --db ab.duckdb
+      harness models promote challenger --gate out/gate/gate.json --registry models.db --serving indexes
       harness models promote 4 --force --reason "hotfix, gate rerun tomorrow" --registry models.db
     """
     registry = _open(registry, name)
-    version, before = _refusing(lambda: registry.promote(ref, gate=gate, force=force, reason=reason, results=list(results),
-                                                         who=who, ab_store=db))
+
+    def change():
+        return registry.promote(ref, gate=gate, force=force, reason=reason, results=list(results), who=who, ab_store=db)
+
+    version, before = _following(serving, alias, registry, registry.get(ref) if serving else None, change, "promote")
     click.echo(f"promoted {name} v{version.number} to champion" + (f" (replacing v{before.number})" if before else "")
                + (" by force" if force else ""))
 
@@ -180,15 +192,41 @@ def promote(ref, gate, force, reason, results, who, db, registry, name) -> None:
 @click.option("--reason", required=True, help="Why (recorded).")
 @who_option
 @db_option
+@serving_option
+@serving_alias_option
 @registry_option
 @name_option
-def rollback(reason, who, db, registry, name) -> None:
-    """Give the champion alias back to the champion before the current one, in one step.
+def rollback(reason, who, db, serving, alias, registry, name) -> None:
+    """Give the champion alias back to the champion before the current one, in one step;
+    with --serving, the serving alias goes back to that champion's index too.
 
     \b
     Example:
       harness models rollback --reason "guardrail latency regressed" --registry models.db
+      harness models rollback --reason "CTR fell" --registry models.db --serving indexes
     """
     registry = _open(registry, name)
-    restored, retired = _refusing(lambda: registry.rollback(reason=reason, who=who, ab_store=db))
+    target = _refusing(registry.rollback_target)[1] if serving else None
+    restored, retired = _following(serving, alias, registry, target,
+                                   lambda: registry.rollback(reason=reason, who=who, ab_store=db), "rollback")
     click.echo(f"rolled back {name}: v{restored.number} is the champion again (v{retired.number} retired)")
+
+
+def _following(serving, alias, registry, champion, change, event):
+    """Run the registry ``change`` (refusals exit 1); with ``serving``, the champion-to-be's
+    index is found first (none: an error before anything changes) and served after."""
+    if not serving:
+        return _refusing(change)
+    from harness.serving.build import check_serving_name
+    from harness.serving.follow import index_of, serve
+    from harness.serving.store import open_store
+
+    check_serving_name(alias)
+    with open_store(serving) as store:
+        index = index_of(store, alias, champion.fingerprint, champion.number)
+        outcome = _refusing(change)
+        swapped = serve(store, alias, index)
+    registry.note_serving(champion, swapped.record(serving, event))
+    click.echo(f"{alias} -> {swapped.collection}" + (f" (was {swapped.previous})" if swapped.previous else "")
+               + f" in {serving}")
+    return outcome

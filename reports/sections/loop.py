@@ -59,6 +59,25 @@ def sections(source: str, data: dict[str, Any], context: Context) -> list[Sectio
                    text(h.get("previous_champion") if h.get("previous_champion") is not None else "-"), text(h.get("by")),
                    text(h.get("via") or "-"), text(h.get("reason"))] for h in history], key="history",
         ))
+    serving = data.get("serving") or {}
+    if serving.get("indexes"):
+        aliases = serving.get("aliases") or {}
+        served_by = {}
+        for alias, collection in aliases.items():
+            served_by.setdefault(collection, []).append(alias)
+        section.tables.append(Table(
+            title=f"Serving indexes ({serving.get('db')}): each champion's own, the alias swapped by promotion and rollback",
+            columns=["index", "model", "fingerprint", "registry version", "documents", "aliases"],
+            rows=[[text(i.get("collection")), text(i.get("model")), text(short(i.get("fingerprint"))),
+                   num((i.get("registry") or {}).get("version"), 0), num(i.get("documents"), 0),
+                   text(", ".join(sorted(served_by.get(i.get("collection"), []))) or "-")] for i in serving["indexes"]],
+            key="serving",
+        ))
+        figures = serving.get("ndcg@10") or {}
+        section.notes.append(
+            f"What the alias served after round 1's promotion, evaluated as {serving.get('served_arm')} on {serving.get('suite')}: "
+            f"nDCG@10 {fixed(figures.get('served'))}, the in-memory {serving.get('in_memory_arm')} {fixed(figures.get('in_memory'))}."
+        )
     pairs = data.get("pairs") or {}
     leakage, rows = pairs.get("leakage") or {}, pairs.get("rows") or {}
     if pairs:
