@@ -6,7 +6,9 @@ Spec: ``dense[:MODEL][(option=value,...)]`` with options
 - ``index``: ``flat`` (exact inner product, default), ``hnsw``, ``ivf`` or ``ivfpq``
   (approximate; their recall@k against exact search is measured and reported); ``ivfpq``
   is the on-disk IVF-PQ index of ``adapters/faiss_index.py``, built once in the cache,
-  with ``nlist`` (lists), ``m`` (PQ sub-quantizers, bytes a vector) and ``nprobe``;
+  with ``nlist`` (lists), ``m`` (PQ sub-quantizers, bytes a vector), ``nprobe`` and
+  ``refine`` (the top k * refine of the codes re-scored on the full vectors, default 10;
+  0: the codes' own scores);
 - ``prompts``: ``e5`` or ``bge`` presets, or ``query_prompt`` / ``doc_prompt`` verbatim;
 - ``max_len``: maximum sequence length in tokens; ``batch``: encoding batch size;
 - ``backend``: ``torch`` (default) or ``openvino``, with ``quant=int8`` for static int8
@@ -50,7 +52,7 @@ PROMPT_PRESETS = {
     "none": ("", ""),
 }
 INDEXES = ("flat", "hnsw", "ivf", "ivfpq")
-IVFPQ_OPTIONS = ("nlist", "m", "nprobe")
+IVFPQ_OPTIONS = ("nlist", "m", "nprobe", "refine")
 OPTIONS = {"dim", "index", "prompts", "query_prompt", "doc_prompt", "max_len", "batch", "backend", "quant", *IVFPQ_OPTIONS}
 LATENCY_SAMPLE = 100
 
@@ -247,8 +249,8 @@ class DenseRetriever(Retriever):
             options = self.ivfpq_options
             self._ivfpq, self._ivfpq_reused = cached_ivfpq(self._doc_ids, vectors, self.cache_dir or Path("."),
                                                            options.get("nlist") or _default_lists(len(vectors)),
-                                                           options.get("m"), options.get("nprobe"))
-            self._index_obj = self._ivfpq.index
+                                                           options.get("m"), options.get("nprobe"), options.get("refine"))
+            self._index_obj = self._ivfpq.searcher
         else:
             lists = _default_lists(len(vectors))
             quantizer = faiss.IndexFlatIP(dim)
@@ -296,7 +298,8 @@ class DenseRetriever(Retriever):
             return None
         key = json.dumps([(self.encoder_key, *self.identity[1:]), self.query_prompt, self.dim, self.index_kind, k, len(self._doc_ids),
                           platform.node(), platform.machine(), os.cpu_count(), selected_device(), [text for _, text in sample],
-                          *sorted(self.ivfpq_options.items())])
+                          *sorted(self.ivfpq_options.items()),
+                          *([] if self._ivfpq is None else [("ivfpq", self._ivfpq.nprobe, self._ivfpq.refine)])])
         return self.cache_dir / "latency" / f"{hashlib.sha256(key.encode()).hexdigest()[:24]}.json"
 
     def _search_one(self, query_id: str, text: str, k: int) -> dict[str, float]:
@@ -366,7 +369,7 @@ class DenseRetriever(Retriever):
             info["approximate_recall_vs_exact"] = round(self.approximate_recall, 4)
         if self._ivfpq is not None:
             info["ivfpq"] = {**{key: self._ivfpq.manifest[key] for key in ("nlist", "subquantizers", "bits", "code_bytes")},
-                             "nprobe": self._ivfpq.nprobe, "index_from_cache": self._ivfpq_reused}
+                             "nprobe": self._ivfpq.nprobe, "refine": self._ivfpq.refine, "index_from_cache": self._ivfpq_reused}
         if self._cache is not None and self._cache.rebuilt_shards:
             info["cache_shards_rebuilt"] = len(self._cache.rebuilt_shards)
         if self._cache is not None and "shards" in self._cache.sources:  # the cache held harness embed's shards

@@ -9,12 +9,23 @@ raw vectors plus a seeded training sample:
    beyond their order) and trains the coarse quantizer and the product quantizer on it;
 2. a second pass encodes the blocks one at a time into small IVF-PQ shard files, which
    ``faiss.contrib.ondisk.merge_ondisk`` merges into one ``faiss.OnDiskInvertedLists``
-   file, memory-mapped when searched.
+   file, memory-mapped when searched; the same pass appends the full float32 vectors to
+   ``vectors.faiss``, an ``IndexFlatIP`` file that is opened memory-mapped
+   (``faiss.IO_FLAG_MMAP_IFC``) for re-ranking.
 
-The index folder (``index.faiss``, ``lists.ivfdata``, ``doc_ids.parquet``, ``index.json``)
-is written aside and renamed into place whole (``harness.files.staged``). Row ``i`` of the
-input is FAISS id ``i`` and ``doc_ids.parquet`` row ``i``. Similarity is the inner product
-of the stored vectors (cosine for normalised ones, as ``dense`` and ``harness embed`` write).
+Re-ranking (``refine=R``, default :data:`DEFAULT_REFINE`): the product-quantised codes
+alone cannot order near neighbours finer than their quantisation error, so a search takes
+the top ``k * R`` candidates of the codes and re-scores them exactly against the full
+vectors, keeping the top ``k``: ``faiss.IndexRefine`` (FAISS's ``k_factor``, the
+"IVFADC + re-ranking" of Jegou et al., "Searching in one billion vectors: re-rank with
+source coding", ICASSP 2011) over the memory-mapped flat index, so only the pages of the
+candidates' vectors are read. ``refine=0`` returns the codes' own (approximate) scores.
+
+The index folder (``index.faiss``, ``lists.ivfdata``, ``vectors.faiss``, ``doc_ids.parquet``,
+``index.json``) is written aside and renamed into place whole (``harness.files.staged``). Row
+``i`` of the input is FAISS id ``i`` and ``doc_ids.parquet`` row ``i``. Similarity is the
+inner product of the stored vectors (cosine for normalised ones, as ``dense`` and
+``harness embed`` write).
 
 Recall against exact search: :func:`exact_top_k` runs
 ``faiss.contrib.exhaustive_search.knn_ground_truth`` over the same blocks (a flat index a
@@ -28,6 +39,7 @@ import contextlib
 import json
 import math
 import os
+import struct
 import sys
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -41,7 +53,9 @@ from harness.errors import HarnessError, located
 from harness.files import staged, write_json
 
 Block = tuple[Sequence[str], np.ndarray]
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the full vectors (vectors.faiss) for re-ranking
+# candidates a result re-scored on the full vectors: k * DEFAULT_REFINE (0: no re-ranking)
+DEFAULT_REFINE = 10
 # k-means wants this many training points a centroid (faiss warns below it)
 POINTS_PER_CENTROID = 39
 
@@ -136,16 +150,22 @@ class ParquetVectorBlocks:
 
 
 class IvfPqIndex:
-    """An IVF-PQ index folder opened for search; its inverted lists stay on disk (mmap)."""
+    """An IVF-PQ index folder opened for search; its inverted lists and its full vectors
+    stay on disk (mmap). ``index`` is the IVF-PQ index, ``searcher`` what answers: the
+    IVF-PQ index itself (``refine`` 0) or ``faiss.IndexRefine`` over it and the flat index
+    of the full vectors, re-scoring ``k * refine`` candidates."""
 
-    def __init__(self, folder: Path, index: Any, manifest: dict[str, Any]) -> None:
+    def __init__(self, folder: Path, index: Any, manifest: dict[str, Any], vectors: Any) -> None:
         self.folder = folder
         self.index = index
         self.manifest = manifest
+        self.vectors = vectors  # faiss.IndexFlatIP over vectors.faiss, memory-mapped
+        self._refined = _refine_with(index, vectors)
+        self._refine = DEFAULT_REFINE
         self._doc_ids: Any = None
 
     @classmethod
-    def open(cls, folder: str | Path, nprobe: int | None = None) -> "IvfPqIndex":
+    def open(cls, folder: str | Path, nprobe: int | None = None, refine: int | None = None) -> "IvfPqIndex":
         import faiss
 
         folder = Path(folder)
@@ -163,8 +183,10 @@ class IvfPqIndex:
         except RuntimeError as exc:  # faiss's C++ errors: a truncated or foreign file
             message = (str(exc).strip().splitlines() or ["unreadable"])[-1]
             raise located(folder / "index.faiss", None, f"not a readable FAISS index ({message})") from None
-        opened = cls(folder, index, manifest)
+        vectors = _read_vectors(folder / "vectors.faiss", index.ntotal, index.d)
+        opened = cls(folder, index, manifest, vectors)
         opened.nprobe = nprobe or manifest["nprobe"]
+        opened.refine = DEFAULT_REFINE if refine is None else refine
         return opened
 
     @property
@@ -177,9 +199,27 @@ class IvfPqIndex:
             raise HarnessError(f"ivfpq: nprobe must be positive, got {value}")
         self.index.nprobe = min(int(value), self.index.nlist)
 
+    @property
+    def refine(self) -> int:
+        """Candidates re-scored on the full vectors, as a multiple of k (0: none)."""
+        return self._refine
+
+    @refine.setter
+    def refine(self, value: int) -> None:
+        if value < 0:
+            raise HarnessError(f"ivfpq: refine must be 0 (no re-ranking) or a positive multiple of k, got {value}")
+        self._refine = int(value)
+        self._refined.k_factor = float(max(1, self._refine))
+
+    @property
+    def searcher(self) -> Any:
+        """The FAISS index that answers a search at the current nprobe and refine."""
+        return self._refined if self._refine else self.index
+
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """(similarities, rows) of each query's approximate top k; row -1 where fewer came back."""
-        return self.index.search(np.ascontiguousarray(queries, dtype=np.float32), k)
+        """(similarities, rows) of each query's top k; row -1 where fewer came back. The
+        similarities are exact inner products when re-ranked, the codes' estimates when not."""
+        return self.searcher.search(np.ascontiguousarray(queries, dtype=np.float32), k)
 
     def doc_ids(self, rows: np.ndarray) -> list[list[str]]:
         """The document ids of a table of rows (a -1 row, no hit, is left out)."""
@@ -227,6 +267,7 @@ def build_ivfpq(blocks: Iterable[Block], folder: str | Path, settings: IvfPqSett
         with _faiss_chatter_to_stderr():
             merge_ondisk(trained, [str(s) for s in shards], str(staging / "lists.ivfdata"))
             faiss.write_index(trained, str(staging / "index.faiss"))
+        _read_vectors(staging / "vectors.faiss", total, dimension)  # what was appended reads back as faiss's flat index
         for shard in [*shards, staging / "trained.faiss"]:
             shard.unlink()
         manifest = {
@@ -240,6 +281,7 @@ def build_ivfpq(blocks: Iterable[Block], folder: str | Path, settings: IvfPqSett
             "bits": bits,
             "code_bytes": int(trained.code_size),
             "nprobe": min(nprobe or max(1, nlist // 8), nlist),
+            "full_vectors_bytes": total * dimension * 4,
             "settings": asdict(settings),
             "source": source,
             "train_seconds": round(trained_seconds, 3),
@@ -250,10 +292,11 @@ def build_ivfpq(blocks: Iterable[Block], folder: str | Path, settings: IvfPqSett
 
 
 def cached_ivfpq(doc_ids: Sequence[str], vectors: np.ndarray, cache_root: Path, nlist: int, subquantizers: int | None,
-                 nprobe: int | None, rows_per_block: int = 65_536) -> tuple[IvfPqIndex, bool]:
+                 nprobe: int | None, refine: int | None = None, rows_per_block: int = 65_536) -> tuple[IvfPqIndex, bool]:
     """The IVF-PQ index of vectors held in memory (``dense(index=ivfpq)``), built once in
-    ``cache_root/indexes`` under a key of the ids, the vectors and the settings; returns it
-    and whether it was already there."""
+    ``cache_root/indexes`` under a key of the ids, the vectors and the build settings;
+    returns it, opened at ``nprobe`` and ``refine`` (search-time settings: one build serves
+    them all), and whether it was already there."""
     import hashlib
 
     settings = IvfPqSettings(nlist=nlist, subquantizers=subquantizers)
@@ -261,10 +304,12 @@ def cached_ivfpq(doc_ids: Sequence[str], vectors: np.ndarray, cache_root: Path, 
     digest.update(np.ascontiguousarray(vectors, dtype=np.float32).tobytes())
     folder = Path(cache_root) / "indexes" / f"ivfpq-{digest.hexdigest()[:24]}"
     if (folder / "index.json").is_file():
-        return IvfPqIndex.open(folder, nprobe), True
+        return IvfPqIndex.open(folder, nprobe, refine), True
     blocks = [(doc_ids[start:start + rows_per_block], vectors[start:start + rows_per_block])
               for start in range(0, len(vectors), rows_per_block)]
-    return build_ivfpq(blocks, folder, settings, nprobe, source="dense"), False
+    index = build_ivfpq(blocks, folder, settings, nprobe, source="dense")
+    index.refine = DEFAULT_REFINE if refine is None else refine
+    return index, False
 
 
 def exact_top_k(queries: np.ndarray, blocks: Iterable[Block], k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -305,24 +350,70 @@ def _seeded_sample(blocks: Iterable[Block], size: int, seed: int) -> tuple[np.nd
 
 def _encode_shards(blocks: Iterable[Block], staging: Path, expected: int) -> list[Path]:
     """Encode each block into an IVF-PQ shard file (rows numbered on from the blocks
-    before) and write the document ids beside them; returns the shard files."""
+    before), append its full vectors to ``vectors.faiss`` and write the document ids
+    beside them; returns the shard files."""
     import faiss
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     shards, first_row = [], 0
-    with pq.ParquetWriter(staging / "doc_ids.parquet", pa.schema([("doc_id", pa.string())])) as writer:
+    dimension = faiss.read_index(str(staging / "trained.faiss")).d
+    with pq.ParquetWriter(staging / "doc_ids.parquet", pa.schema([("doc_id", pa.string())])) as writer, \
+            open(staging / "vectors.faiss", "wb") as full:
+        full.write(_flat_header(expected, dimension))
         for number, (ids, vectors) in enumerate(blocks, start=1):
             shard = faiss.read_index(str(staging / "trained.faiss"))
             vectors = _checked_block(number, ids, vectors, shard.d)
             shard.add_with_ids(vectors, np.arange(first_row, first_row + len(vectors), dtype=np.int64))
             shards.append(staging / f"shard-{number:06d}.faiss")
             faiss.write_index(shard, str(shards[-1]))
+            full.write(vectors.tobytes())
             writer.write_table(pa.table({"doc_id": pa.array([str(i) for i in ids], pa.string())}))
             first_row += len(vectors)
     if first_row != expected:
         raise HarnessError(f"ivfpq: the blocks held {expected} vectors when sampled and {first_row} when encoded")
     return shards
+
+
+def _flat_header(rows: int, dimension: int) -> bytes:
+    """The header of faiss's ``IndexFlatIP`` file of ``rows`` vectors, so that the vectors can
+    be appended to it a block at a time (faiss writes a flat index only from memory, which
+    would hold the whole corpus). It is faiss's own header of an empty index
+    (``faiss.serialize_index``) with the two counts patched: ``ntotal`` (int64 after the
+    fourcc and ``d``) and the code vector's length in floats (the int64 at its end), as
+    ``write_index`` lays them out (faiss/impl/index_write.cpp: ``write_index_header``,
+    ``WRITEXBVECTOR``); :func:`_read_vectors` checks the result with faiss's reader."""
+    import faiss
+
+    header = bytearray(faiss.serialize_index(faiss.IndexFlatIP(dimension)))
+    if len(header) != 45 or bytes(header[:4]) != b"IxFI" or struct.unpack_from("<iqq", header, 4) != (dimension, 0, 1 << 20):
+        raise HarnessError(f"ivfpq: faiss {faiss.__version__} writes a flat index in a layout this code does not know")
+    struct.pack_into("<q", header, 8, rows)
+    struct.pack_into("<q", header, 37, rows * dimension)
+    return bytes(header)
+
+
+def _read_vectors(path: Path, rows: int, dimension: int) -> Any:
+    """``vectors.faiss`` opened memory-mapped (``IO_FLAG_MMAP_IFC``: the codes are not read into memory)."""
+    import faiss
+
+    try:
+        vectors = faiss.read_index(str(path), faiss.IO_FLAG_MMAP_IFC | faiss.IO_FLAG_READ_ONLY)
+    except RuntimeError as exc:
+        message = (str(exc).strip().splitlines() or ["unreadable"])[-1]
+        raise located(path, None, f"not a readable flat index of the full vectors ({message})") from None
+    if (vectors.ntotal, vectors.d, vectors.metric_type) != (rows, dimension, faiss.METRIC_INNER_PRODUCT):
+        raise located(path, None, f"holds {vectors.ntotal} vectors of {vectors.d} dimensions, the index {rows} of {dimension}")
+    return vectors
+
+
+def _refine_with(index: Any, vectors: Any) -> Any:
+    """``faiss.IndexRefine``: ``index``'s top ``k * k_factor`` re-scored by ``vectors`` (a
+    flat index of the same rows), the best ``k`` kept. It does not own either index: the
+    caller keeps both alive (``IvfPqIndex`` holds them)."""
+    import faiss
+
+    return faiss.IndexRefine(index, vectors)
 
 
 def _checked_block(number: int, ids: Sequence[str], vectors: np.ndarray, dimension: int | None) -> np.ndarray:

@@ -1,5 +1,6 @@
 """The on-disk IVF-PQ index (adapters/faiss_index.py): built block by block, judged against
-exact search, reloaded from disk, fed by Parquet shards, and as ``dense(index=ivfpq)``."""
+exact search, re-ranked on the memory-mapped full vectors, reloaded from disk, fed by
+Parquet shards, and as ``dense(index=ivfpq)``."""
 
 from __future__ import annotations
 
@@ -61,6 +62,7 @@ def test_ivfpq_recall_against_exact_is_reported_and_grows_with_nprobe(built: Ivf
     queries = clustered(200, 2)
     _, exact = exact_top_k(queries, blocks, 10)
     recalls = []
+    built.refine = 0  # the codes alone
     for nprobe in (1, 8, 64):
         built.nprobe = nprobe
         recalls.append(recall_against_exact(built.search(queries, 10)[1], exact))
@@ -70,13 +72,34 @@ def test_ivfpq_recall_against_exact_is_reported_and_grows_with_nprobe(built: Ivf
     assert (manifest["vectors"], manifest["nlist"], manifest["subquantizers"], manifest["bits"], manifest["code_bytes"]) == (ROWS, 64, 8, 8, 8)
 
 
+def test_refine_re_scores_the_shortlist_on_the_full_vectors(built: IvfPqIndex, corpus) -> None:
+    blocks, vectors = corpus
+    queries = clustered(200, 2)
+    _, exact = exact_top_k(queries, blocks, 10)
+    built.nprobe = 8
+    recall = {}
+    for refine in (0, 10):
+        built.refine = refine
+        scores, rows = built.search(queries, 10)
+        recall[refine] = recall_against_exact(rows, exact)
+    # 8-byte codes of 32-d vectors find ~0.4 of the exact top 10; re-scoring 100 candidates nearly all
+    assert recall[0] < 0.6 and recall[10] > 0.95
+    # the re-ranked scores are the exact inner products of the rows returned
+    np.testing.assert_allclose(scores, np.einsum("qd,qkd->qk", queries, vectors[rows]), rtol=1e-5, atol=1e-6)
+    assert built.vectors.ntotal == ROWS and built.manifest["full_vectors_bytes"] == ROWS * DIMENSION * 4
+    with pytest.raises(HarnessError, match="refine must be 0"):
+        built.refine = -1
+
+
 def test_the_index_folder_reloads_from_disk_whole(built: IvfPqIndex) -> None:
     queries = clustered(20, 3)
-    built.nprobe = 8
+    built.nprobe, built.refine = 8, 10
     scores, rows = built.search(queries, 10)
-    assert sorted(p.name for p in built.folder.iterdir()) == ["doc_ids.parquet", "index.faiss", "index.json", "lists.ivfdata"]
-    moved = built.folder.rename(built.folder.with_name("moved"))  # the lists file is found beside the index
+    assert sorted(p.name for p in built.folder.iterdir()) == ["doc_ids.parquet", "index.faiss", "index.json", "lists.ivfdata",
+                                                              "vectors.faiss"]
+    moved = built.folder.rename(built.folder.with_name("moved"))  # the lists and vectors are found beside the index
     reloaded = IvfPqIndex.open(moved, nprobe=8)
+    assert reloaded.refine == 10
     reloaded_scores, reloaded_rows = reloaded.search(queries, 10)
     np.testing.assert_array_equal(reloaded_rows, rows)
     np.testing.assert_allclose(reloaded_scores, scores)
@@ -162,12 +185,31 @@ def test_dense_ivfpq_reports_recall_and_reuses_its_index(tiny_dataset: Path, tin
     run = first.search(queries, 5)
     info = first.describe()
     assert 0.0 <= info["approximate_recall_vs_exact"] <= 1.0 and info["index"] == "ivfpq"
-    assert info["ivfpq"] == {"nlist": 1, "subquantizers": 4, "bits": 1, "code_bytes": 1, "nprobe": 1, "index_from_cache": False}
+    assert info["ivfpq"] == {"nlist": 1, "subquantizers": 4, "bits": 1, "code_bytes": 1, "nprobe": 1, "refine": 10,
+                             "index_from_cache": False}
     second = build_retriever(f"dense:{tiny_model}(index=ivfpq,m=4,nprobe=1)", tmp_path)
     second.build(corpus)
     assert second.search(queries, 5).scores == run.scores and second.describe()["ivfpq"]["index_from_cache"] is True
     with pytest.raises(HarnessError, match="option m applies to index=ivfpq only"):
         build_retriever(f"dense:{tiny_model}(index=hnsw,m=4)", tmp_path)
+
+
+def test_dense_ivfpq_refine_is_in_its_description_and_latency_key(tiny_dataset: Path, tiny_model: Path, tmp_path: Path) -> None:
+    corpus = load_dataset(tiny_dataset).corpus
+    queries = {"a": "gateway", "b": "password"}
+    memos = {}
+    for refine in ("0", "4"):
+        retriever = build_retriever(f"dense:{tiny_model}(index=ivfpq,m=4,nprobe=1,refine={refine})", tmp_path)
+        retriever.build(corpus)
+        retriever.search(queries, 5)
+        info = retriever.describe()
+        assert info["ivfpq"]["refine"] == int(refine) and "approximate_recall_vs_exact" in info
+        memos[refine] = retriever._latency_file(sorted(queries.items()), 5)
+    # a search-time setting: one index build serves both, but a cached latency is never another refine's
+    assert info["ivfpq"]["index_from_cache"] is True
+    assert memos["0"] != memos["4"]
+    with pytest.raises(HarnessError, match="refine must be 0"):
+        build_retriever(f"dense:{tiny_model}(index=ivfpq,refine=-1)", tmp_path).build(corpus)
 
 
 @requires_minilm
