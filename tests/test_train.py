@@ -238,7 +238,8 @@ def test_corrupt_checkpoint_is_one_line_error(tiny_dataset: Path, tiny_model: Pa
 
 def test_reranker_learns_its_first_stage_top_n_and_finishes_on_the_best(tiny_dataset: Path, tiny_model: Path, tmp_path: Path) -> None:
     out = tmp_path / "ce"
-    config = CrossEncoderConfig(batch_size=1, num_negatives=2, first_stage_top=5, max_length=64, early_stopping_patience=0)
+    config = CrossEncoderConfig(batch_size=1, num_negatives=2, first_stage_top=5, max_length=64, early_stopping_patience=0,
+                                min_steps_between_validations=1)
     result = finetune_cross_encoder(tiny_dataset, out, base=str(tiny_model), negatives_model=str(tiny_model), config=config,
                                     cache_dir=tmp_path / "cache")
     card = result.card
@@ -273,6 +274,15 @@ def test_reranker_learns_its_first_stage_top_n_and_finishes_on_the_best(tiny_dat
     spec = f"rerank({out},top=5,first=bm25)"
     evaluated = evaluate(tiny_dataset, [spec], cache_dir=tmp_path / "cache")
     assert evaluated.suites[0].aggregates[spec]["ndcg@10"] >= 0
+
+
+def test_validations_are_spread_at_least_the_minimum_steps_apart() -> None:
+    from harness.train.trainer import validation_steps
+
+    assert validation_steps(400, 8, 4, 20) == 25  # 50 steps: 2 validations, not 4
+    assert validation_steps(400, 8, 4, 1) == 12
+    assert validation_steps(100, 8, 4, 20) is None  # 13 steps: the end of the epoch only
+    assert validation_steps(4000, 8, 4, 20) == 125 and validation_steps(400, 8, 1, 1) is None
 
 
 def test_best_three_checkpoints_by_validation_are_kept(tiny_dataset: Path, tiny_model: Path, tmp_path: Path) -> None:

@@ -26,13 +26,17 @@ BASE = "dense"
 # models train in minutes on two CPU cores
 DEMO_TRAINING = ("--min-grade", "2", "--max-seq-length", "128")
 # the reranker arm reorders the base model's top 10; the reranker is trained on negatives from
-# that same top 10 and validated by reranking it (harness finetune --rerank-top), on 400 of the
-# 1,000 training queries (4 negatives each: 2,000 (query, document) pairs), which is what the
+# that same top 10 and validated by reranking it (harness finetune --rerank-top), on 320 of the
+# 1,000 training queries (4 negatives each: 1,600 (query, document) pairs), which is what the
 # demo's time budget allows; it starts from the fine-tuned bi-encoder (a new head on weights
 # that already know the domain's names), which learns faster from so few pairs than MiniLM
 # (docs/finetuning.md, "Reranker recipe", has both curves)
 RERANK_TOP = 10
-RERANK_TRAINING = ("--rerank-top", str(RERANK_TOP), "--max-pairs", "400")
+RERANK_TRAINING = ("--rerank-top", str(RERANK_TOP), "--max-pairs", "320")
+# round 1's A/B test: its logs are round 2's training pairs (about 0.3 a user), so the
+# number of users sets round 2's training time as well as the test's power
+ROUND1_USERS = 4000
+GROUPS = ("ab", "models", "index", "datasets")  # commands whose second word names what ran
 
 
 @dataclass
@@ -82,6 +86,7 @@ class DemoState:
         from harness.cli import cli
 
         self.console.print(f"$ harness {shlex.join(args)}", style="cyan", highlight=False)
+        started = time.perf_counter()
         try:
             cli.main(args=list(args), standalone_mode=False)
             code = 0
@@ -91,6 +96,8 @@ class DemoState:
             code = exc.exit_code
         if code not in allowed:
             raise HarnessError(f"demo: `harness {shlex.join(args)}` exited {code}")
+        self.console.print(f"  (harness {args[0]}{' ' + args[1] if args[0] in GROUPS else ''}: {time.perf_counter() - started:.1f} s)",
+                           style="dim", highlight=False)
         return code
 
 
@@ -167,7 +174,7 @@ def stage_ab(state: DemoState) -> None:
     state.run(
         "ab", "simulate", "--out", str(logs), "--data", str(state.data),
         "--retriever", BASE, "--retriever", f"dense:{state.finetuned}", "--variant", "control", "--variant", "treatment",
-        "--users", "6000", "--days", "14", "--cache", str(state.cache_dir), "--seed", str(state.seed), *state.device_args,
+        "--users", str(ROUND1_USERS), "--days", "14", "--cache", str(state.cache_dir), "--seed", str(state.seed), *state.device_args,
     )
     state.run("ab", "ingest", "--db", str(db), "--experiment", str(logs / "experiment.json"), str(logs / "*.jsonl"))
     state.run("ab", "analyze", "--db", str(db), "--out", str(ab / "analysis.json"), "--seed", str(state.seed))
@@ -277,7 +284,9 @@ def demo(out: Path, data: Path | None, stages: tuple[str, ...], cache_dir: Path 
         console=console,
         device=selected_device(),
     )
-    chosen = [name for name in STAGES if not stages or name in stages]
+    # the baselines stage evaluates arms the evaluate stage evaluates again beside the trained
+    # ones: the whole run leaves it out (--stage baselines runs it, before anything is trained)
+    chosen = [name for name in STAGES if name in stages] if stages else [name for name in STAGES if name != "baselines"]
     if data is not None and "dataset" in chosen:
         chosen.remove("dataset")
     timings: dict[str, float] = {}

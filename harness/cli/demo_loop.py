@@ -21,7 +21,7 @@ from typing import Any
 from harness.errors import HarnessError
 
 # round 2's A/B test: enough users for a verdict on the demo data, few enough to stay cheap
-ROUND2_USERS = 3000
+ROUND2_USERS = 2000
 ROUND2_DAYS = 7
 ROUND2_EXPERIMENT = "exp-round2"
 

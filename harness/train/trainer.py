@@ -119,12 +119,13 @@ def steps_per_epoch(rows: int, batch_size: int) -> int:
     return max(1, -(-rows // batch_size))
 
 
-def validation_steps(rows: int, batch_size: int, evaluations_per_epoch: int) -> int | None:
+def validation_steps(rows: int, batch_size: int, evaluations_per_epoch: int, min_steps_between: int = 1) -> int | None:
     """Steps between validations when an epoch is validated more than once (None: at the
-    end of each epoch)."""
-    if evaluations_per_epoch <= 1:
-        return None
-    return max(1, steps_per_epoch(rows, batch_size) // evaluations_per_epoch)
+    end of each epoch): ``evaluations_per_epoch`` a epoch at most, at least
+    ``min_steps_between`` apart."""
+    steps = steps_per_epoch(rows, batch_size)
+    count = min(evaluations_per_epoch, steps // max(1, min_steps_between))
+    return steps // count if count > 1 else None
 
 
 def training_arguments(
@@ -138,6 +139,7 @@ def training_arguments(
     seed: int,
     rows: int,
     evaluations_per_epoch: int = 1,
+    min_steps_between_validations: int = 1,
     batch_sampler: Any = None,
 ) -> Any:
     """``cls`` (the sentence-transformers or cross-encoder training arguments) with the
@@ -148,7 +150,7 @@ def training_arguments(
     reporting."""
     from harness.progress import enabled
 
-    every = validation_steps(rows, batch_size, evaluations_per_epoch)
+    every = validation_steps(rows, batch_size, evaluations_per_epoch, min_steps_between_validations)
     kwargs: dict[str, Any] = dict(
         output_dir=str(checkpoints),
         num_train_epochs=epochs,
