@@ -10,12 +10,14 @@ search) and the cosine of each document vector to PyTorch's (mean / min). ONNX i
 measured: sentence-transformers' ONNX backend (optimum-onnx) cannot be installed next to
 transformers 5 (adapters/backends.py).
 
-With --eval, also a cold-cache ``harness eval`` of ``dense`` and of
+With --eval, also a cold-cache ``harness eval`` of ``dense``, ``dense(backend=openvino)`` and
 ``dense(backend=openvino,quant=int8)`` on the same folder (export and quantisation included),
-each in a new process.
+each in a new process with a cache of its own; with --keep DIR their result folders are kept
+(DIR/eval-torch, DIR/eval-fp32, DIR/eval-int8) for ``harness compare --baseline dense``.
+The machine's load average is printed before and after (timings under load are ratios only).
 
 Needs the openvino extra: ``make openvino``, then
-    .venv-openvino/bin/python bench/encode_speed.py --data DIR [--docs 1000] [--eval]
+    .venv-openvino/bin/python bench/encode_speed.py --data DIR [--docs 1000] [--eval [--keep DIR]]
 The last line prints the speed ratios to PyTorch.
 """
 
@@ -58,6 +60,13 @@ def write_subset(data: Path, split: str, docs: int, seed: int, out: Path) -> Pat
     return out
 
 
+def load_average() -> str:
+    try:
+        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    except OSError:
+        return "unknown"
+
+
 def timed_eval(data: Path, split: str, retriever: str, folder: Path) -> float:
     """A ``harness eval`` of one arm with a cache of its own (cold), in a new process, as a user runs it."""
     env = {**os.environ, "HARNESS_CACHE": str(folder / "cache")}
@@ -92,8 +101,10 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--eval", action="store_true", help="also time a cold-cache harness eval of torch and int8")
+    parser.add_argument("--eval", action="store_true", help="also time a cold-cache harness eval of each backend")
+    parser.add_argument("--keep", type=Path, help="with --eval: keep the evaluations' folders here (for harness compare)")
     args = parser.parse_args()
+    load_before = load_average()
 
     from harness.adapters import build_retriever
     from harness.adapters.backends import calibration_sample, load_backend_model
@@ -142,7 +153,7 @@ def main() -> None:
 
     print(f"data: {args.data} ({len(texts)} documents{' subset' if args.docs else ''}, {len(query_ids)} {args.split} queries)"
           f"  model: all-MiniLM-L6-v2  max_seq_length: {models['torch'].max_seq_length}  batch: {args.batch}"
-          f"  rounds: {args.rounds}  cpus: {os.cpu_count()}")
+          f"  rounds: {args.rounds}  cpus: {os.cpu_count()}  load average before: {load_before}")
     reference = documents["torch"]
     ndcg = {}
     for name in ARMS:
@@ -150,14 +161,19 @@ def main() -> None:
                                       show_progress_bar=False)
         ndcg[name] = ndcg_at_10(qrels, query_ids, queries, documents[name], doc_ids)
         cosine = np.sum(documents[name] * reference, axis=1)
-        print(f"{name:14s} {len(texts) / seconds[name]:6.1f} docs/s  {seconds['torch'] / seconds[name]:5.2f}x torch  "
+        print(f"{name:14s} {len(texts) / seconds[name]:6.1f} docs/s ({len(texts) / seconds[name] / (os.cpu_count() or 1):.1f} a core)  "
+              f"{seconds['torch'] / seconds[name]:5.2f}x torch  "
               f"nDCG@10 {ndcg[name]:.4f} ({ndcg[name] - ndcg['torch']:+.4f})  cosine to torch mean {cosine.mean():.5f} "
               f"min {cosine.min():.5f}  load/export {export_seconds[name]:.1f} s")
+    print(f"load average after encoding: {load_average()}")
     if args.eval:
-        cold_torch = timed_eval(data, args.split, ARMS["torch"], scratch / "eval-torch")
-        cold_int8 = timed_eval(data, args.split, ARMS["openvino int8"], scratch / "eval-int8")
-        print(f"cold-cache harness eval: torch {cold_torch:.1f} s, int8 {cold_int8:.1f} s (export included) "
-              f"-> {cold_int8 / cold_torch:.2f}x (target <= 0.4)")
+        keep = args.keep or scratch
+        cold = {name: timed_eval(data, args.split, ARMS[name], keep / f"eval-{name.split()[-1]}")
+                for name in ("torch", "openvino int8", "openvino fp32")}
+        print(f"cold-cache harness eval: torch {cold['torch']:.1f} s, int8 {cold['openvino int8']:.1f} s "
+              f"-> {cold['openvino int8'] / cold['torch']:.2f}x (target <= 0.4), fp32 {cold['openvino fp32']:.1f} s "
+              f"-> {cold['openvino fp32'] / cold['torch']:.2f}x (export included; results in {keep}); "
+              f"load average after: {load_average()}")
     print(f"speed vs torch: openvino fp32 {seconds['torch'] / seconds['openvino fp32']:.2f}x (target >= 2), "
           f"openvino int8 {seconds['torch'] / seconds['openvino int8']:.2f}x (target >= 3)")
 
