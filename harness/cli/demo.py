@@ -26,13 +26,13 @@ BASE = "dense"
 # models train in minutes on two CPU cores
 DEMO_TRAINING = ("--min-grade", "2", "--max-seq-length", "128")
 # the reranker arm reorders the base model's top 10; the reranker is trained on negatives from
-# that same top 10 and validated by reranking it (harness finetune --rerank-top), on 320 of the
-# 1,000 training queries (4 negatives each: 1,600 (query, document) pairs), which is what the
+# that same top 10 and validated by reranking it (harness finetune --rerank-top), on 400 of the
+# 1,000 training queries (4 negatives each: 2,000 (query, document) pairs), which is what the
 # demo's time budget allows; it starts from the fine-tuned bi-encoder (a new head on weights
 # that already know the domain's names), which learns faster from so few pairs than MiniLM
 # (docs/finetuning.md, "Reranker recipe", has both curves)
 RERANK_TOP = 10
-RERANK_TRAINING = ("--rerank-top", str(RERANK_TOP), "--max-pairs", "320")
+RERANK_TRAINING = ("--rerank-top", str(RERANK_TOP), "--max-pairs", "400")
 # round 1's A/B test: its logs are round 2's training pairs (about 0.3 a user), so the
 # number of users sets round 2's training time as well as the test's power
 ROUND1_USERS = 4000
