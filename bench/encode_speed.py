@@ -150,6 +150,9 @@ def main() -> None:
             seconds[name] += time.perf_counter() - started
             parts[name].append(encoded)
     documents = {name: np.vstack(chunks_of_name) for name, chunks_of_name in parts.items()}
+    # the speeds first: what follows (queries, ranx's first call) is slow on a loaded machine
+    print("encoded: " + ", ".join(f"{name} {len(texts) / seconds[name]:.1f} docs/s ({seconds['torch'] / seconds[name]:.2f}x)"
+                                  for name in ARMS) + f"; load average: {load_average()}", flush=True)
 
     print(f"data: {args.data} ({len(texts)} documents{' subset' if args.docs else ''}, {len(query_ids)} {args.split} queries)"
           f"  model: all-MiniLM-L6-v2  max_seq_length: {models['torch'].max_seq_length}  batch: {args.batch}"
