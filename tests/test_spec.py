@@ -96,7 +96,7 @@ def test_nesting_deeper_than_the_limit_is_an_error_not_a_crash() -> None:
     [
         ("bm25(k2=1)", "bm25: unknown option(s) k2 in bm25(k2=1) (known: b, k1, method, stemmer, stopwords)"),
         ("dense(dims=8,idx=flat)", "dense: unknown option(s) dims, idx in dense(dims=8,idx=flat) "
-         "(known: backend, batch, dim, doc_prompt, index, m, max_len, nlist, nprobe, prompts, quant, query_prompt)"),
+         "(known: backend, batch, dim, doc_prompt, index, m, max_len, nlist, nprobe, prompts, quant, query_prompt, refine)"),
         ("hybrid(bm25,dense,k=60)", "hybrid: unknown option(s) k in hybrid(bm25,dense,k=60) (known: depth, method, norm, rrf_k, weights)"),
         ("rerank(ce,first=bm25,depth=5)", "rerank: unknown option(s) depth in rerank(ce,first=bm25,depth=5) (known: batch, first, fuse, top)"),
         ("filter(first=bm25,depth=3)", "filter: unknown option(s) depth in filter(first=bm25,depth=3) (known: field, first, where)"),
