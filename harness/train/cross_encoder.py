@@ -315,8 +315,9 @@ def _train(model: Any, train_dataset: Any, config: CrossEncoderConfig, learning_
     )
     trainer = setup.quiet(CrossEncoderTrainer(
         model=model, args=args, train_dataset=train_dataset, loss=loss, evaluator=evaluator,
-        callbacks=setup.callbacks(config.epochs * config.evaluations_per_epoch, config.early_stopping_patience,
-                                  config.save_total_limit),
+        callbacks=setup.callbacks(config.epochs * setup.validations_per_epoch(
+            len(train_dataset), config.batch, config.evaluations_per_epoch, config.min_steps_between_validations),
+            config.early_stopping_patience, config.save_total_limit),
     ))
     if "docs" in train_dataset.column_names:
         rows = f"{len(train_dataset)} lists ({sum(map(len, train_dataset['docs']))} query-document pairs)"

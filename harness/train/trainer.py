@@ -119,13 +119,17 @@ def steps_per_epoch(rows: int, batch_size: int) -> int:
     return max(1, -(-rows // batch_size))
 
 
+def validations_per_epoch(rows: int, batch_size: int, evaluations_per_epoch: int, min_steps_between: int = 1) -> int:
+    """How many times an epoch is validated: ``evaluations_per_epoch`` at most, at least
+    ``min_steps_between`` steps apart, and at least once (at its end)."""
+    return max(1, min(evaluations_per_epoch, steps_per_epoch(rows, batch_size) // max(1, min_steps_between)))
+
+
 def validation_steps(rows: int, batch_size: int, evaluations_per_epoch: int, min_steps_between: int = 1) -> int | None:
     """Steps between validations when an epoch is validated more than once (None: at the
-    end of each epoch): ``evaluations_per_epoch`` a epoch at most, at least
-    ``min_steps_between`` apart."""
-    steps = steps_per_epoch(rows, batch_size)
-    count = min(evaluations_per_epoch, steps // max(1, min_steps_between))
-    return steps // count if count > 1 else None
+    end of each epoch), as ``validations_per_epoch`` counts them."""
+    count = validations_per_epoch(rows, batch_size, evaluations_per_epoch, min_steps_between)
+    return steps_per_epoch(rows, batch_size) // count if count > 1 else None
 
 
 def training_arguments(
