@@ -294,6 +294,8 @@ def test_with_serving_the_alias_follows_the_champion_and_back(
             aliases = store.aliases()
         return aliases.get("search"), aliases.get("search" + PREVIOUS)
 
+    code, output = run("models", "promote", "--gate", str(passing_gate), "--serving", str(tmp_path / "nowhere"), *reg)
+    assert code == 3 and "no vector database there" in output and not (tmp_path / "nowhere").exists(), output
     first = built("champion")
     assert run("index", "swap", "--db", str(db))[0] == 0
     code, output = run("models", "promote", "--gate", str(passing_gate), "--serving", str(db), *reg)

@@ -217,11 +217,14 @@ def _following(serving, alias, registry, champion, change, event):
     index is found first (none: an error before anything changes) and served after."""
     if not serving:
         return _refusing(change)
+    from harness.errors import HarnessError
     from harness.serving.build import check_serving_name
     from harness.serving.follow import index_of, serve
-    from harness.serving.store import open_store
+    from harness.serving.store import is_url, open_store
 
     check_serving_name(alias)
+    if not is_url(serving) and not Path(serving).expanduser().is_dir():  # opening it would create an empty database
+        raise HarnessError(f"--serving {serving}: no vector database there (harness index build makes one)")
     with open_store(serving) as store:
         index = index_of(store, alias, champion.fingerprint, champion.number)
         outcome = _refusing(change)
