@@ -86,12 +86,54 @@ def per_query(
         for metric, ranx_name in zip(ranx_metrics, renamed):
             scores = ranx_run.scores[ranx_name]
             results[metric] = {qid: float(scores[qid]) for qid in qrels}
+        _cross_check(qrels, run, results)
     for metric in metrics:
         if metric.startswith("judged@"):
             results[metric] = judged_at_k(qrels, run, int(metric.split("@")[1]))
     for metric, scores in results.items():
         _check_range(metric, scores)
     return {metric: results[metric] for metric in metrics}
+
+
+# harness metric -> trec_eval's measure, for the metrics trec_eval also computes
+_TREC_EVAL_MEASURES = {"ndcg": "ndcg_cut_{k}", "recall": "recall_{k}", "map": "map_cut_{k}", "precision": "P_{k}",
+                       "hit": "success_{k}"}
+CROSS_CHECK_TOLERANCE = 1e-6
+
+
+def _cross_check(qrels: dict[str, dict[str, int]], run: dict[str, dict[str, float]],
+                 results: dict[str, dict[str, float]]) -> None:
+    """Every figure ranx computed that trec_eval also computes, held against trec_eval's own
+    code (pytrec_eval, which mteb installs) on the same ranking, query by query.
+
+    Why a second computation: once, in one process, ranx returned wrong figures for run files
+    that were byte for byte those of a correct run (docs/statistics.md, "Metric
+    cross-check"); a wrong figure must stop the command, never reach a comparison or a gate.
+    Measures at cut-offs trec_eval does not offer (its ``ndcg_cut``, ``P`` and ``recall``
+    take any ``k``, ``success`` too) are all covered; ``mrr`` and ``judged`` have no
+    trec_eval counterpart at a cut-off and are checked by tests/test_trec_eval.py instead.
+    """
+    import pytrec_eval
+
+    measures: dict[str, str] = {}
+    for metric in results:
+        name, _, k = metric.partition("@")
+        if name in _TREC_EVAL_MEASURES and k:
+            measures[metric] = _TREC_EVAL_MEASURES[name].format(k=k)
+    if not measures:
+        return
+    # the one order as scores that cannot tie, so trec_eval ranks exactly as ranx was given
+    answered = {qid: rank_scores(run[qid]) for qid in qrels if run.get(qid)}
+    judged = {qid: {doc: int(grade) for doc, grade in rels.items()} for qid, rels in qrels.items()}
+    theirs = pytrec_eval.RelevanceEvaluator(judged, set(measures.values())).evaluate(answered)
+    for metric, measure in measures.items():
+        for qid, ours in results[metric].items():
+            reference = theirs.get(qid, {}).get(measure, 0.0)
+            if abs(ours - reference) > CROSS_CHECK_TOLERANCE:
+                raise HarnessError(
+                    f"{metric} of query {qid!r}: ranx gives {ours!r}, trec_eval {reference!r} on the same ranking: "
+                    "an internal error, no figure is reported (please report it)"
+                )
 
 
 def metric_range(metric: str) -> tuple[float, float]:

@@ -138,3 +138,25 @@ def test_kept_judgements_for_missing_documents_score_as_trec_eval_scores_them(ti
     ours = result.suite("heldout:test").per_query["bm25"]
     assert_equal_per_query(ours, trec_eval_figures(qrels, run), "unknown docs kept")
     assert ours["recall@100"]["q3"] <= 0.5  # the missing document counts as relevant and is never found
+
+
+def test_a_figure_ranx_gets_wrong_stops_the_computation(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fault injection: ranx computes the figures, then one query's nDCG@10 is corrupted as
+    happened once in a real process; trec_eval's own code, run beside it, must refuse it."""
+    import ranx
+
+    from harness.errors import HarnessError
+
+    qrels = {"q1": {"a": 1, "b": 2}, "q2": {"c": 1}}
+    run = {"q1": {"a": 0.9, "b": 0.8, "x": 0.7}, "q2": {"y": 0.5, "c": 0.4}}
+    assert per_query(qrels, run, ["ndcg@10", "mrr@10"])["ndcg@10"]["q2"] == pytest.approx(0.6309297535714575)
+    real_evaluate = ranx.evaluate
+
+    def corrupted(qrels_, run_, metrics, **options):
+        out = real_evaluate(qrels_, run_, metrics, **options)
+        run_.scores["ndcg@10"]["q2"] = 1.0
+        return out
+
+    monkeypatch.setattr(ranx, "evaluate", corrupted)
+    with pytest.raises(HarnessError, match=r"ndcg@10 of query 'q2': ranx gives 1.0, trec_eval 0.63"):
+        per_query(qrels, run, ["ndcg@10", "mrr@10"])
