@@ -31,8 +31,6 @@ def round2_model(state: Any) -> Path:
 
 
 def stage_loop(state: Any) -> None:
-    from harness.cli.demo import DEMO_TRAINING
-
     needed = [state.finetuned, state.out / "eval" / "result.json", state.out / "gate" / "gate.json",
               state.out / "ab" / "ab.duckdb"]
     missing = [str(p) for p in needed if not p.exists()]
@@ -80,7 +78,7 @@ def stage_loop(state: Any) -> None:
         header = json.loads(pairs.read_text(encoding="utf-8").split("\n", 1)[0])
         passes = "hard-negatives" if header.get("counts", {}).get("negatives") else "in-batch"
         state.run("finetune", "--data", str(state.data), "--base", str(state.finetuned), "--pairs", str(pairs),
-                  "--passes", passes, "--epochs", "1", *DEMO_TRAINING[2:], "--out", str(round2),
+                  "--passes", passes, "--epochs", "1", "--out", str(round2),
                   "--cache", str(state.cache_dir), "--seed", str(state.seed + 42), *state.device_args)
     evaluation = loop / "eval"
     state.run("eval", "--data", str(state.data), "--retriever", challenger, "--retriever", candidate, "--retriever", served,

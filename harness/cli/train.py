@@ -233,5 +233,6 @@ def finetune(data, out, base, cross_encoder, passes, loss, fuse, matryoshka, epo
         result = run_finetune(data, base, out, config, cache_dir=cache_dir, resume=resume, pairs_file=pairs_file, llm=llm, log=_echo)
     before, after = result.metrics["before"], result.metrics["after"]
     for metric in sorted(after):
-        click.echo(f"{metric}: {before.get(metric, float('nan')):.4f} -> {after[metric]:.4f}")
+        click.echo(f"{metric}: {before[metric]:.4f} -> {after[metric]:.4f}" if metric in before
+                   else f"{metric}: {after[metric]:.4f} (a new head: not validated before training)")
     click.echo(f"wrote {result.path}")

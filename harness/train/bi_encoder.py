@@ -236,7 +236,7 @@ def finetune(
         stages = state["stages"]
         if "before" not in stages:
             say(f"validating the base model on {len(training.validation_qrels)} queries, {corpus_note}")
-            stages["before"] = evaluator(model, epoch=0, steps=0)
+            stages["before"] = evaluator(model, epoch=0, steps=0, cache_dir=cache)  # the base's vectors: cacheable
             save_state(work, state)
         before = stages["before"]
         say(f"base model: val ndcg@10 {before['val_ndcg@10']:.4f}")

@@ -87,7 +87,7 @@ def render_card(card: dict[str, Any]) -> str:
     ]
     for metric in metrics:
         b, a = validation["before"].get(metric), validation["after"].get(metric)
-        lines.append(f"| {metric} | {b:.4f} | {a:.4f} |" if b is not None and a is not None else f"| {metric} | {b} | {a} |")
+        lines.append(f"| {metric} | {_figure(b)} | {_figure(a)} |")
     lines += _first_stage_lines(card) + _curve_lines(validation.get("history", [])) + _choice_lines(card.get("choices", {}))
     lines += ["", "## Passes", ""]
     for name, rec in card.get("passes", {}).items():
@@ -124,6 +124,12 @@ def _first_stage_lines(card: dict[str, Any]) -> list[str]:
     figures = ", ".join(f"{metric} {value:.4f}" for metric, value in sorted(own.items()))
     return ["", f"Reranks the top {first['top']} of `{first['spec']}` (`{first['rerank_spec']}`); "
                 f"that first stage's own order on the same validation queries: {figures}."]
+
+
+def _figure(value: Any) -> str:
+    """A validation figure, or a dash where none was measured (a new reranker head is not
+    validated before training)."""
+    return f"{value:.4f}" if isinstance(value, (int, float)) else "–"
 
 
 def _curve_lines(history: list[dict[str, Any]]) -> list[str]:

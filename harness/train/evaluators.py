@@ -101,12 +101,21 @@ def make_retrieval_evaluator(
             self.doc_ids = list(corpus)
             self.query_ids = [q for q in queries if q in qrels]
 
-        def __call__(self, model: Any, output_path: str | None = None, epoch: float = -1, steps: int = -1) -> dict[str, float]:
+        def __call__(self, model: Any, output_path: str | None = None, epoch: float = -1, steps: int = -1,
+                     cache_dir: Any = None) -> dict[str, float]:
+            """``cache_dir``: the documents' vectors go through the harness's embedding cache, for
+            a model that is not being trained (the base, validated before training: the
+            evaluations that follow often have its vectors already, as it has theirs)."""
             from harness.progress import enabled
+            from harness.train.mining import CachedEncoder
 
             started = time.perf_counter()
-            docs = model.encode([corpus[d] for d in self.doc_ids], batch_size=batch_size, normalize_embeddings=True,
-                                convert_to_numpy=True, show_progress_bar=enabled())
+            texts = [corpus[d] for d in self.doc_ids]
+            if cache_dir is not None:
+                docs = CachedEncoder(model, cache_dir).encode_document(texts, batch_size=batch_size)
+            else:
+                docs = model.encode(texts, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True,
+                                    show_progress_bar=enabled())
             vecs = model.encode([queries[q] for q in self.query_ids], batch_size=batch_size, normalize_embeddings=True,
                                 convert_to_numpy=True, show_progress_bar=False)
             scores = np.asarray(vecs, dtype=np.float32) @ np.asarray(docs, dtype=np.float32).T
