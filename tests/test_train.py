@@ -163,6 +163,13 @@ def test_finetune_two_passes_writes_a_complete_loadable_folder(tiny_dataset: Pat
     log = json.loads((out / "training_log.json").read_text())
     assert log["passes"]["pass1"]["loss_curve"] and "loss" in log["passes"]["pass1"]["loss_curve"][0]
     assert "Validation" in (out / "README.md").read_text()
+    # the validation before training left the base's document vectors in the embedding cache,
+    # under the key an evaluation of the base reads
+    from harness.adapters.cache import EmbeddingCache
+    from harness.adapters.models import fingerprint, load_sentence_transformer
+
+    base = load_sentence_transformer(str(tiny_model))
+    assert len(EmbeddingCache(tmp_path / "cache", fingerprint(base), "", base.max_seq_length)._load()) >= 1
     from harness.evaluate import evaluate
 
     evaluated = evaluate(tiny_dataset, [f"dense:{out}"], cache_dir=tmp_path / "cache")

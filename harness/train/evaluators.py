@@ -112,7 +112,13 @@ def make_retrieval_evaluator(
             started = time.perf_counter()
             texts = [corpus[d] for d in self.doc_ids]
             if cache_dir is not None:
-                docs = CachedEncoder(model, cache_dir).encode_document(texts, batch_size=batch_size)
+                from harness.train.trainer import forget_fingerprint
+
+                forget_fingerprint(model)  # the cache keys on the weights as they are now...
+                try:
+                    docs = CachedEncoder(model, cache_dir).encode_document(texts, batch_size=batch_size)
+                finally:
+                    forget_fingerprint(model)  # ...and training changes them in place next
             else:
                 docs = model.encode(texts, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True,
                                     show_progress_bar=enabled())
