@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -144,3 +146,52 @@ def test_minilm_on_openvino_stays_close_to_torch_on_demo_documents(tmp_path: Pat
                                         ("dense(backend=openvino,quant=int8)", 0.99, 0.97)):
         cosines = _cosines(build_retriever(spec, tmp_path).embed_documents(corpus), reference)
         assert cosines.mean() > mean_floor and cosines.min() > min_floor, (spec, cosines.mean(), cosines.min())
+
+
+@pytest.mark.skipif(OPENVINO_INSTALLED, reason="the openvino extra is installed")
+def test_finetune_export_without_the_extra_fails_before_any_training(tiny_dataset: Path, tiny_model: Path, tmp_path: Path) -> None:
+    out = tmp_path / "ft"
+    result = _harness("finetune", "--data", str(tiny_dataset), "--base", str(tiny_model), "--out", str(out),
+                      "--export", "openvino", "--cache", str(tmp_path / "cache"))
+    assert result.returncode == 3 and "--export openvino: backend=openvino needs" in result.stderr
+    assert "make openvino" in result.stderr and not out.exists() and not (tmp_path / ".ft.partial").exists()
+
+
+@pytest.mark.parametrize("options, message", [
+    (["--quant", "int8"], "--quant int8 needs --export openvino"),
+    (["--cross-encoder", "--export", "openvino"], "--export applies to a bi-encoder"),
+])
+def test_finetune_export_options_are_refused_in_one_line(options: list[str], message: str, tiny_dataset: Path,
+                                                        tiny_model: Path, tmp_path: Path) -> None:
+    result = _harness("finetune", "--data", str(tiny_dataset), "--base", str(tiny_model), "--out", str(tmp_path / "ft"), *options)
+    assert result.returncode == 3 and message in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "ft").exists()
+
+
+def _harness(*args: str) -> "subprocess.CompletedProcess[str]":
+    return subprocess.run([sys.executable, "-m", "harness", *args], capture_output=True, text=True, timeout=600)
+
+
+@requires_openvino
+def test_finetune_ends_by_exporting_to_int8_with_its_validation_cost(tiny_dataset: Path, tiny_model: Path, tmp_path: Path) -> None:
+    """The export lands in the model folder and in the cache the dense arm reads: evaluating
+    dense:OUT(backend=openvino,quant=int8) afterwards exports nothing and serves its vectors."""
+    from harness.train.bi_encoder import FinetuneConfig, finetune
+    from harness.train.export import export_backend
+
+    out, cache = tmp_path / "ft", tmp_path / "cache"
+    config = FinetuneConfig(passes="in-batch", batch_size=4, validation_corpus_max=1000)
+    result = finetune(tiny_dataset, str(tiny_model), out, config, cache_dir=cache, export=export_backend("openvino", "int8"))
+    card = result.card
+    export = card["export"]
+    assert (export["backend"], export["quantisation"]) == ("openvino", "int8")
+    assert export["calibration"]["source"] == "the evaluated corpus"
+    assert set(export["validation"]) == set(export["torch_validation"]) >= {"val_ndcg@10"}
+    assert export["cost"]["val_ndcg@10"] == pytest.approx(export["validation"]["val_ndcg@10"] - card["validation"]["after"]["val_ndcg@10"])
+    assert (out / "openvino" / "openvino_model_qint8_quantized.xml").is_file() and (out / "openvino" / "harness_export.json").is_file()
+    assert "## Export" in (out / "README.md").read_text()
+    assert export["key"] == f"{card['fingerprint']}+openvino+int8+{export['calibration']['sha256']}"
+    arm = build_retriever(f"dense:{out}(backend=openvino,quant=int8)", cache)
+    arm.build(load_dataset(tiny_dataset).corpus)
+    assert arm.encoder_key == export["key"]
+    assert (cache / "backends" / export["key"] / "openvino").is_dir()

@@ -176,6 +176,11 @@ def mine(data, out, model_name, pairs_file, synthetic, llm_url, llm_model, llm_k
 @click.option("--negatives-model", default="default", show_default=True,
               help="Reranker: the bi-encoder whose dense top N it learns to reorder (its negatives and validation).")
 @click.option("--keep-pass1", is_flag=True, help="Also keep the pass-1 model, in OUT/pass1_model, to measure pass 2.")
+@click.option("--export", "export_to", type=click.Choice(["openvino"]),
+              help="Bi-encoder: end by exporting the model to this encoding backend (into OUT/openvino and the --cache "
+                   "the dense arm reads), its validation beside torch's in the card. Needs the openvino extra.")
+@click.option("--quant", type=click.Choice(["int8"]),
+              help="With --export openvino: NNCF static int8, calibrated on the dataset's own corpus.")
 @click.option("--resume", is_flag=True, help="Continue the interrupted run for this --out.")
 @click.option("--seed", type=int, default=42, show_default=True, help="Random seed, recorded in the card.")
 @cache_option
@@ -183,7 +188,7 @@ def mine(data, out, model_name, pairs_file, synthetic, llm_url, llm_model, llm_k
 def finetune(data, out, base, cross_encoder, passes, loss, fuse, matryoshka, epochs, pass2_epochs, lr, warmup, batch_size, mini_batch_size,
              max_seq_length, patience, pairs_file, synthetic, llm_url, llm_model, llm_key_env, train_split, validation_split,
              validation_share, max_pairs, min_grade, num_negatives, range_max, relative_margin, rerank_top, mining_cross_encoder,
-             negatives_model, keep_pass1, resume, seed, cache_dir):
+             negatives_model, keep_pass1, export_to, quant, resume, seed, cache_dir):
     """Fine-tune a bi-encoder (two passes) or, with --cross-encoder, a reranker.
 
     OUT is written only when complete (training runs in OUT/../.OUT.partial); it holds a
@@ -197,10 +202,16 @@ def finetune(data, out, base, cross_encoder, passes, loss, fuse, matryoshka, epo
       harness finetune --data data/demo --passes in-batch --loss cmnrl --batch-size 256 \\
         --mini-batch-size 32 --matryoshka 384,256,128,64 --out out/ft-cmnrl
       harness finetune --data data/demo --cross-encoder --out out/reranker
+      harness finetune --data data/demo --out out/ft-ov --export openvino --quant int8
       harness eval --data data/demo --retriever dense --retriever dense:out/ft --out out/eval
     """
     from harness.train.bi_encoder import FinetuneConfig, finetune as run_finetune
     from harness.train.cross_encoder import CrossEncoderConfig, finetune_cross_encoder
+    from harness.train.export import export_backend
+
+    if cross_encoder and export_to:
+        raise HarnessError("--export applies to a bi-encoder: a reranker is served by rerank(...) on torch")
+    export = export_backend(export_to, quant)  # a missing OpenVINO stack fails here, before any training
 
     llm = {"url": llm_url, "model": llm_model, "key_env": llm_key_env} if synthetic == "llm" else None
     # options left out keep each config's own default; a negative --relative-margin disables the margin
@@ -230,9 +241,14 @@ def finetune(data, out, base, cross_encoder, passes, loss, fuse, matryoshka, epo
             validation_split=validation_split, validation_share=validation_share, max_pairs=max_pairs, synthetic=synthetic,
             min_grade=min_grade, mining_cross_encoder=mining_cross_encoder, keep_pass1=keep_pass1, **tuning,
         )
-        result = run_finetune(data, base, out, config, cache_dir=cache_dir, resume=resume, pairs_file=pairs_file, llm=llm, log=_echo)
+        result = run_finetune(data, base, out, config, cache_dir=cache_dir, resume=resume, pairs_file=pairs_file, llm=llm, log=_echo,
+                              export=export)
     before, after = result.metrics["before"], result.metrics["after"]
     for metric in sorted(after):
         click.echo(f"{metric}: {before[metric]:.4f} -> {after[metric]:.4f}" if metric in before
                    else f"{metric}: {after[metric]:.4f} (a new head: not validated before training)")
+    exported = result.card.get("export")
+    if exported:
+        click.echo(f"exported to {exported['spec_options']}: " + ", ".join(
+            f"{metric} {exported['validation'][metric]:.4f} ({cost:+.4f} vs torch)" for metric, cost in exported["cost"].items()))
     click.echo(f"wrote {result.path}")

@@ -209,10 +209,13 @@ def finetune(
     pairs_file: str | Path | None = None,
     llm: dict[str, Any] | None = None,
     log: Any = None,
+    export: Any = None,
 ) -> FinetuneResult:
     """Fine-tune a sentence-transformers model; returns the output folder and its card.
 
-    ``log`` (a callable taking one string) receives progress lines.
+    ``log`` (a callable taking one string) receives progress lines; ``export`` (an
+    :class:`~harness.adapters.backends.EncodingBackend`) ends the run by exporting the model
+    to it, validated (``harness.train.export``).
     """
     from harness import provenance
     from harness.adapters.models import display_name, load_trainable_sentence_transformer, resolve_model_name
@@ -255,12 +258,13 @@ def finetune(
                 model = load_trainable_sentence_transformer(str(work / "pass1" / "model"))
         final = final_dir(work)
         model.save(str(final), create_model_card=False)
+        fingerprint = setup.model_fingerprint(model)
         card = {
             "kind": "bi-encoder",
             "base_model": display_name(base),
             "base_model_path": base_path,
             "output": str(out),
-            "fingerprint": setup.model_fingerprint(model),
+            "fingerprint": fingerprint,
             "dataset": {"name": dataset.name, "path": str(dataset.path), "hash": dataset.hash},
             "training_data": {**training.description, "file": "pairs.jsonl"},
             "parameters": config.as_dict(),
@@ -274,6 +278,15 @@ def finetune(
             "provenance": provenance.collect(seed=config.seed),
             "notes": [stages["pass2_skipped"]] if stages.get("pass2_skipped") else [],
         }
+        if export is not None:
+            from harness.train.export import export_trained
+
+            say(f"exporting to {export.name}" + (f" {export.quantisation}" if export.quantisation else "")
+                + " and validating the export")
+            card["export"] = export_trained(
+                final, model, fingerprint, export, dataset,
+                make_retrieval_evaluator(training.validation_queries, training.validation_qrels, corpus),
+                passes[chosen]["validation"], cache)
         if config.keep_pass1 and chosen == "pass2" and (work / "pass1" / "model").is_dir():
             shutil.move(str(work / "pass1" / "model"), str(final / "pass1_model"))
             card["notes"].append("the pass-1 model is kept in pass1_model/ (dense:OUT/pass1_model)")

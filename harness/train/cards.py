@@ -88,7 +88,10 @@ def render_card(card: dict[str, Any]) -> str:
     for metric in metrics:
         b, a = validation["before"].get(metric), validation["after"].get(metric)
         lines.append(f"| {metric} | {_figure(b)} | {_figure(a)} |")
+    from harness.train.export import export_lines
+
     lines += _first_stage_lines(card) + _curve_lines(validation.get("history", [])) + _choice_lines(card.get("choices", {}))
+    lines += export_lines(card.get("export"))
     lines += ["", "## Passes", ""]
     for name, rec in card.get("passes", {}).items():
         lines.append(
