@@ -170,6 +170,10 @@ def test_finetune_two_passes_writes_a_complete_loadable_folder(tiny_dataset: Pat
 
     base = load_sentence_transformer(str(tiny_model))
     assert len(EmbeddingCache(tmp_path / "cache", fingerprint(base), "", base.max_seq_length)._load()) >= 1
+    # ...and the last validation's, of the weights the model was saved with: its evaluation reads them
+    saved = load_sentence_transformer(str(out))
+    assert fingerprint(saved) == card["fingerprint"]
+    assert len(EmbeddingCache(tmp_path / "cache", card["fingerprint"], "", saved.max_seq_length)._load()) >= 1
     from harness.evaluate import evaluate
 
     evaluated = evaluate(tiny_dataset, [f"dense:{out}"], cache_dir=tmp_path / "cache")

@@ -235,11 +235,11 @@ def finetune(
         corpus, corpus_note = validation_corpus(
             dataset, training.validation_queries, training.validation_qrels, config.validation_corpus_max, config.seed, cache
         )
-        evaluator = make_retrieval_evaluator(training.validation_queries, training.validation_qrels, corpus)
+        evaluator = make_retrieval_evaluator(training.validation_queries, training.validation_qrels, corpus, cache_dir=cache)
         stages = state["stages"]
         if "before" not in stages:
             say(f"validating the base model on {len(training.validation_qrels)} queries, {corpus_note}")
-            stages["before"] = evaluator(model, epoch=0, steps=0, cache_dir=cache)  # the base's vectors: cacheable
+            stages["before"] = evaluator(model, epoch=0, steps=0)
             save_state(work, state)
         before = stages["before"]
         say(f"base model: val ndcg@10 {before['val_ndcg@10']:.4f}")

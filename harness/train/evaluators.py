@@ -88,8 +88,16 @@ def make_retrieval_evaluator(
     metrics: tuple[str, ...] = VALIDATION_METRICS,
     name: str = "val",
     batch_size: int = 32,
+    cache_dir: Any = None,
 ) -> Any:
-    """Dense retrieval over ``corpus`` (exact inner product of normalised vectors)."""
+    """Dense retrieval over ``corpus`` (exact inner product of normalised vectors).
+
+    With ``cache_dir``, the documents' vectors go through the harness's embedding cache,
+    keyed by the fingerprint of the weights as they are at that call: the model validated
+    before training is the base, whose vectors an evaluation of the base reads; the last
+    validation of a pass is of the weights the pass ends on, whose vectors the mining that
+    follows, or the evaluation of the saved model, then reads instead of encoding them again.
+    """
 
     class HarnessRetrievalEvaluator(_base_class()):
         def __init__(self) -> None:
@@ -101,11 +109,7 @@ def make_retrieval_evaluator(
             self.doc_ids = list(corpus)
             self.query_ids = [q for q in queries if q in qrels]
 
-        def __call__(self, model: Any, output_path: str | None = None, epoch: float = -1, steps: int = -1,
-                     cache_dir: Any = None) -> dict[str, float]:
-            """``cache_dir``: the documents' vectors go through the harness's embedding cache, for
-            a model that is not being trained (the base, validated before training: the
-            evaluations that follow often have its vectors already, as it has theirs)."""
+        def __call__(self, model: Any, output_path: str | None = None, epoch: float = -1, steps: int = -1) -> dict[str, float]:
             from harness.progress import enabled
             from harness.train.mining import CachedEncoder
 
