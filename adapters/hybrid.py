@@ -41,7 +41,7 @@ def fuse_hits(
     from ranx import Run as RanxRun
     from ranx import fuse
 
-    from harness.metrics import RANX_LOCK
+    from harness.metrics import RANX_LOCK, ranx_doc_ids
 
     # ranx rejects queries without results; fuse the answered ones and keep the rest empty
     answered = [qid for qid in query_ids if any(part.get(qid) for part in parts)]
@@ -51,15 +51,19 @@ def fuse_hits(
     # ranx ranks tied scores its own way: a fusion of ranks reads the one ranking order instead
     by_rank = method not in SCORE_BASED or norm in RANK_NORMS
     inputs = [{qid: rank_scores(hits) for qid, hits in part.items()} if by_rank else part for part in parts]
+    per_part = [{qid: (dict(scores.get(qid) or {}) or {"__none__": 0.0}) for qid in answered} for scores in inputs]
+    ids = ranx_doc_ids(*per_part)  # one id width for ranx's kernels (harness.metrics.RANX_ID_WIDTH)
+    real = {stand_in: doc for doc, stand_in in ids.items()}
     ranx_runs = [
-        RanxRun({qid: (dict(scores.get(qid) or {}) or {"__none__": 0.0}) for qid in answered}, name=name)
-        for scores, name in zip(inputs, names or [f"run{i}" for i in range(len(parts))])
+        RanxRun({qid: {ids[doc]: score for doc, score in hits.items()} for qid, hits in part.items()}, name=name)
+        for part, name in zip(per_part, names or [f"run{i}" for i in range(len(parts))])
     ]
     with RANX_LOCK:
         fused = fuse(ranx_runs, norm=None if method == "rrf" else norm, method=method, params=params or {})
     fused_dict = fused.to_dict()
     for qid in answered:
-        hits = {doc: score for doc, score in fused_dict.get(qid, {}).items() if doc != "__none__"}
+        # back to the real ids before the cut: ties break on them, by the one ranking order
+        hits = {real[doc]: score for doc, score in fused_dict.get(qid, {}).items() if real[doc] != "__none__"}
         fused_scores[qid] = {doc: float(score) for doc, score in top_k(hits, k).items()}
     return fused_scores
 

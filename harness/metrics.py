@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 import threading
+from collections.abc import Mapping
 
 from harness.adapters.base import rank_scores, ranked
 from harness.errors import HarnessError
@@ -36,6 +37,12 @@ _REFUSED = {
     "bpref": "ranx's bpref is NaN for a query without a judged non-relevant document (most BEIR qrels), "
     "where trec_eval's is defined",
 }
+# ranx's numba kernels are compiled for the types they are called with, and ranx turns each
+# query's doc ids into a numpy array of fixed-width strings: ids of another length are other
+# kernels, compiled again in every new process (the demo's 8-character ids cost its first
+# validation 40 s on a fresh clone). ranx is given stand-ins of one width instead, whose kernels
+# `make setup` compiles once (harness.warmup) for every dataset.
+RANX_ID_WIDTH = 12
 # floating-point slack of the range check: nDCG of an ideal ranking is a ratio of two sums
 RANGE_SLACK = 1e-9
 _PATTERN = re.compile(r"^(?P<name>[a-z_\-]+)(@(?P<k>\d+))?$")
@@ -76,12 +83,14 @@ def per_query(
     ranx_metrics = [m for m in metrics if not m.startswith("judged@")]
     if ranx_metrics:
         renamed = [_to_ranx(m) for m in ranx_metrics]
+        # ranx orders tied scores its own way: it gets scores that give the one order and cannot
+        # tie (every metric here depends on the order only); ranx refuses empty result lists, so an
+        # unanswered query gets a placeholder that is never relevant
+        ordered = {qid: (rank_scores(run[qid]) if run.get(qid) else {"\0no-result": 0.0}) for qid in qrels}
+        ids = ranx_doc_ids(qrels, ordered)
         with RANX_LOCK:
-            ranx_qrels = Qrels({qid: dict(rels) for qid, rels in qrels.items()})
-            # ranx orders tied scores its own way: it gets scores that give the one order and cannot
-            # tie (every metric here depends on the order only); ranx refuses empty result lists, so an
-            # unanswered query gets a placeholder that is never relevant
-            ranx_run = Run({qid: (rank_scores(run[qid]) if run.get(qid) else {"\0no-result": 0.0}) for qid in qrels})
+            ranx_qrels = Qrels({qid: {ids[doc]: grade for doc, grade in rels.items()} for qid, rels in qrels.items()})
+            ranx_run = Run({qid: {ids[doc]: score for doc, score in hits.items()} for qid, hits in ordered.items()})
             evaluate(ranx_qrels, ranx_run, renamed, make_comparable=True)
         for metric, ranx_name in zip(ranx_metrics, renamed):
             scores = ranx_run.scores[ranx_name]
@@ -134,6 +143,13 @@ def _cross_check(qrels: dict[str, dict[str, int]], run: dict[str, dict[str, floa
                     f"{metric} of query {qid!r}: ranx gives {ours!r}, trec_eval {reference!r} on the same ranking: "
                     "an internal error, no figure is reported (please report it)"
                 )
+
+
+def ranx_doc_ids(*mappings: Mapping[str, Mapping[str, object]]) -> dict[str, str]:
+    """Doc id -> its stand-in for ranx (``RANX_ID_WIDTH`` digits), for every doc id of the
+    mappings (query id -> doc id -> anything)."""
+    ids = dict.fromkeys(doc for mapping in mappings for hits in mapping.values() for doc in hits)
+    return {doc: f"{index:0{RANX_ID_WIDTH}d}" for index, doc in enumerate(ids)}
 
 
 def metric_range(metric: str) -> tuple[float, float]:

@@ -56,17 +56,18 @@ def main() -> None:
     import warnings
 
     warnings.filterwarnings("ignore", message="unsafe cast from uint64 to int64")
-    from ranx import Run, fuse
-
+    from harness.adapters.hybrid import fuse_hits
     from harness.metrics import DEFAULT_METRICS, per_query
 
     started = time.perf_counter()
     per_query({"q": {"a": 1, "b": 2}}, {"q": {"a": 0.5, "b": 0.9}}, list(DEFAULT_METRICS) + ["map", "ndcg@100"])
-    per_query(*sample(), list(DEFAULT_METRICS) + ["map", "ndcg@100"])
-    runs = [Run({"q": {"a": 1.0, "b": 0.5}}), Run({"q": {"a": 0.2, "c": 0.4}})]
-    fuse(runs, method="rrf", norm=None)
-    for norm in ("min-max", "zmuv"):
-        fuse(runs, method="wsum", norm=norm, params={"weights": [0.5, 0.5]})
+    qrels, run = sample()
+    per_query(qrels, run, list(DEFAULT_METRICS) + ["map", "ndcg@100"])
+    # fusion as the harness calls it (fixed-width ids), on one query and on many
+    for runs in ([{"q": {"a": 1.0, "b": 0.5}}, {"q": {"a": 0.2, "c": 0.4}}], [run, run]):
+        fuse_hits(runs, list(runs[0]), "rrf", params={"k": 60})
+        for norm in ("min-max", "zmuv"):
+            fuse_hits(runs, list(runs[0]), "wsum", norm=norm, params={"weights": [0.5, 0.5]})
     print(f"ranx kernels ready ({time.perf_counter() - started:.1f} s)")
 
 
