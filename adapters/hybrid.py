@@ -132,17 +132,11 @@ class HybridRetriever(Retriever):
         return self.search({query_id: text}, k).scores[query_id]
 
     def search(self, queries: Mapping[str, str], k: int = 100) -> Run:
-        from ranx import Run as RanxRun
-        from ranx import fuse
-
-        from harness.metrics import RANX_LOCK
-
         if self._indexed_ids is None:
             raise RuntimeError(f"{self.spec}: build() must run before search()")
 
         runs = [part.search(queries, max(k, self.depth)) for part in self.parts]
-        with RANX_LOCK:
-            self._warm_up(fuse, RanxRun)
+        self._warm_up()
         started = time.perf_counter()
         fused_scores = fuse_hits([run.scores for run in runs], list(queries), self.method, self.norm, self._params(), k,
                                  names=[run.spec for run in runs])
@@ -160,10 +154,10 @@ class HybridRetriever(Retriever):
             params["weights"] = self.weights or [1.0 / len(self.parts)] * len(self.parts)
         return params
 
-    def _warm_up(self, fuse: Any, ranx_run: Any) -> None:
-        """Run the fusion once on a toy run so numba's compile time stays out of the latency."""
-        toy = [ranx_run({"q": {"a": 1.0, "b": 0.5}}) for _ in self.parts]
-        fuse(toy, norm=None if self.method == "rrf" else self.norm, method=self.method, params=self._params())
+    def _warm_up(self) -> None:
+        """Run the fusion once on a toy run, the way it runs (``fuse_hits``: ids of the one width
+        ``make setup`` compiled kernels for), so numba's loading stays out of the latency."""
+        fuse_hits([{"q": {"a": 1.0, "b": 0.5}} for _ in self.parts], ["q"], self.method, self.norm, self._params(), 2)
 
     def components(self) -> list[Retriever]:
         return list(self.parts)

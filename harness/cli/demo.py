@@ -43,7 +43,7 @@ RERANK_TOP = 10
 RERANK_TRAINING = ("--rerank-top", str(RERANK_TOP), "--max-pairs", "250")
 # round 1's A/B test: its logs are round 2's training pairs (about 0.4 a user), so the
 # number of users sets round 2's training time as well as the test's power
-ROUND1_USERS = 2000
+ROUND1_USERS = 1500
 GROUPS = ("ab", "models", "index", "datasets")  # commands whose second word names what ran
 
 
