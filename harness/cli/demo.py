@@ -32,18 +32,18 @@ DEMO_TRAINING = ("--min-grade", "2")
 # (docs/finetuning.md, "The demo's budget")
 BI_ENCODER_TRAINING = ("--passes", "in-batch")
 # the reranker arm reorders the base model's top 10; the reranker is trained on negatives from
-# that same top 10 and validated by reranking it (harness finetune --rerank-top), on 250 of the
-# 1,000 training queries (250 lists of 5: 32 steps, validated once,
+# that same top 10 and validated by reranking it (harness finetune --rerank-top), on 200 of the
+# 1,000 training queries (200 lists of 5: 25 steps, validated once,
 # at the end), which is what the demo's time budget allows; it starts from the fine-tuned
 # bi-encoder (a new head on weights that already know the domain's names), which learns
 # faster from so few pairs than MiniLM. Such a reranker does not beat its first stage; with all
 # 1,000 queries (the command's default, about 500 s of training here) it gains +0.033 on the
 # test split (docs/finetuning.md, "How many pairs a reranker with a new head needs")
 RERANK_TOP = 10
-RERANK_TRAINING = ("--rerank-top", str(RERANK_TOP), "--max-pairs", "250")
+RERANK_TRAINING = ("--rerank-top", str(RERANK_TOP), "--max-pairs", "200")
 # round 1's A/B test: its logs are round 2's training pairs (about 0.4 a user), so the
 # number of users sets round 2's training time as well as the test's power
-ROUND1_USERS = 1500
+ROUND1_USERS = 2000
 GROUPS = ("ab", "models", "index", "datasets")  # commands whose second word names what ran
 
 
