@@ -23,6 +23,9 @@ BASELINE, CANDIDATE, OTHER = "bm25", "bm25(k1=0.9,b=0.4)", "bm25(b=0.5)"
 # "os.rename", which os.replace raises too) whose path holds TRIGGER, it signals itself.
 INTERRUPTER = """\
 import os, signal, sys
+# a user's Ctrl-C reaches a process whose SIGINT is Python's own handler; a child inherits an
+# ignored SIGINT from its parent, which another test of the same pytest process can leave behind
+signal.signal(signal.SIGINT, signal.default_int_handler)
 from harness.cli import main
 
 event_wanted, trigger, signal_name, after = sys.argv[1:5]
