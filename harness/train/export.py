@@ -52,10 +52,9 @@ def export_trained(final: Path, trained: Any, fingerprint: str, backend: Encodin
     key = backend.key(fingerprint, calibration)
     folder = Path(cache_dir) / "backends" / key
     model_file = INT8_FILE if backend.quantisation else OPENVINO_FILE
+    (final / "openvino").mkdir(parents=True, exist_ok=True)
     for source in (folder / model_file, (folder / model_file).with_suffix(".bin")):
-        target = final / model_file if source.suffix == ".xml" else (final / model_file).with_suffix(".bin")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(source, target)
+        shutil.copy2(source, final / source.relative_to(folder))
     shutil.copy2(folder / "harness_export.json", final / "openvino" / "harness_export.json")
     return {
         **backend.describe(calibration),
