@@ -67,6 +67,21 @@ def load_average() -> str:
         return "unknown"
 
 
+def cpu_record() -> str:
+    """The CPU and the vector extensions the backends' speed depends on (docs/scaling.md: the
+    targets were set on a CPU with AVX-512 VNNI and BF16; on plain AVX2 int8 gains nothing)."""
+    import openvino
+
+    from harness.provenance import collect
+
+    record = collect()
+    machine, device = record["machine"], record["device"]
+    extensions = machine["vector_extensions"]
+    capabilities = openvino.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+    return (f"{device.get('name')}, vector extensions {', '.join(extensions) if extensions else 'unknown'}; "
+            f"OpenVINO CPU capabilities {', '.join(capabilities)}")
+
+
 def timed_eval(data: Path, split: str, retriever: str, folder: Path) -> float:
     """A ``harness eval`` of one arm with a cache of its own (cold), in a new process, as a user runs it."""
     env = {**os.environ, "HARNESS_CACHE": str(folder / "cache")}
@@ -111,6 +126,7 @@ def main() -> None:
     from harness.adapters.models import fingerprint, resolve_model_name
     from harness.data import load_dataset
     from harness.errors import HarnessError
+    from harness.provenance import collect
 
     scratch = Path(tempfile.mkdtemp(prefix="encode-speed-"))
     data = write_subset(args.data, args.split, args.docs, args.seed, scratch / "data") if args.docs else args.data
@@ -157,6 +173,7 @@ def main() -> None:
     print(f"data: {args.data} ({len(texts)} documents{' subset' if args.docs else ''}, {len(query_ids)} {args.split} queries)"
           f"  model: all-MiniLM-L6-v2  max_seq_length: {models['torch'].max_seq_length}  batch: {args.batch}"
           f"  rounds: {args.rounds}  cpus: {os.cpu_count()}  load average before: {load_before}")
+    print(f"cpu: {cpu_record()}")
     reference = documents["torch"]
     ndcg = {}
     for name in ARMS:
@@ -178,7 +195,8 @@ def main() -> None:
               f"-> {cold['openvino fp32'] / cold['torch']:.2f}x (export included; results in {keep}); "
               f"load average after: {load_average()}")
     print(f"speed vs torch: openvino fp32 {seconds['torch'] / seconds['openvino fp32']:.2f}x (target >= 2), "
-          f"openvino int8 {seconds['torch'] / seconds['openvino int8']:.2f}x (target >= 3)")
+          f"openvino int8 {seconds['torch'] / seconds['openvino int8']:.2f}x (target >= 3) "
+          f"on {', '.join(collect()['machine']['vector_extensions'] or ['unknown extensions'])}")
 
 
 if __name__ == "__main__":

@@ -57,7 +57,7 @@ def staged(*targets: str | Path) -> Iterator[list[Path]]:
         for folder in reversed([f for made in created for f in made]):
             _remove_if_empty(folder)
         raise
-    with _signals_held():
+    with signals_held():
         replaced = []
         for new, target in zip(staging, paths):
             if target.is_dir() or (target.exists() and new.is_dir()) or not new.exists():
@@ -148,7 +148,7 @@ def _remove_if_empty(folder: Path) -> None:
 
 
 @contextmanager
-def _signals_held() -> Iterator[None]:
+def signals_held() -> Iterator[None]:
     """Hold SIGINT and SIGTERM back while the block runs, then deliver them (main thread only:
     Python runs signal handlers there, so other threads cannot be interrupted by them anyway)."""
     if threading.current_thread() is not threading.main_thread():

@@ -61,6 +61,7 @@ def collect(seed: int | None = None, command: list[str] | None = None) -> dict[s
             "platform": platform.platform(),
             "processor": platform.machine(),
             "cpus": _cpu_count(),
+            "vector_extensions": cpu_vector_extensions(),
         },
         "device": device_record(),
         "libraries": library_versions(),
@@ -137,12 +138,34 @@ def device_record() -> dict[str, Any]:
     return record
 
 
+# The CPU's vector extensions that decide how fast a backend encodes: OpenVINO runs bf16 only
+# with avx512_bf16 or amx_bf16 and gains from int8 only with a VNNI extension (on plain AVX2 it
+# measured 0.96x PyTorch, docs/scaling.md). The model name alone does not tell them apart: a VM
+# shows "AMD EPYC" for Zen 3 (AVX2) and Zen 4 (AVX-512, VNNI, BF16) alike.
+VECTOR_EXTENSIONS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16", "amx_int8")
+
+
+def cpu_vector_extensions() -> list[str] | None:
+    """Which of ``VECTOR_EXTENSIONS`` this CPU has, from Linux's /proc/cpuinfo (None elsewhere)."""
+    flags = _cpuinfo_field("flags")
+    if flags is None:
+        return None
+    present = set(flags.split())
+    return [name for name in VECTOR_EXTENSIONS if name in present]
+
+
 def _cpu_name() -> str:
+    return _cpuinfo_field("model name") or platform.processor() or platform.machine()
+
+
+def _cpuinfo_field(name: str) -> str | None:
+    """The first ``name : value`` line of /proc/cpuinfo (None where there is none)."""
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as handle:
             for line in handle:
-                if line.startswith("model name"):
-                    return line.partition(":")[2].strip()
+                key, _, value = line.partition(":")
+                if key.strip() == name:
+                    return value.strip()
     except OSError:
         pass
-    return platform.processor() or platform.machine()
+    return None

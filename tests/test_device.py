@@ -4,6 +4,7 @@ and the device recorded in every result. Runs on the CPU; the GPU test runs wher
 from __future__ import annotations
 
 import json
+import platform
 from pathlib import Path
 
 import pytest
@@ -100,6 +101,12 @@ def test_device_cpu_is_recorded_in_the_eval_result(tiny_dataset: Path, tiny_cros
         result = json.loads((out / "result.json").read_text())
         device = result["provenance"]["device"]
         assert device["requested"] == "cpu" and device["device"] == "cpu" and device["name"]
+        # what a speed figure depends on, which the model name does not tell (docs/scaling.md)
+        extensions = result["provenance"]["machine"]["vector_extensions"]
+        assert extensions is None or set(extensions) <= set(provenance.VECTOR_EXTENSIONS)
+        if Path("/proc/cpuinfo").is_file() and platform.machine() == "x86_64":
+            flags = set(Path("/proc/cpuinfo").read_text().split("flags", 1)[1].split("\n", 1)[0].split())
+            assert extensions == [name for name in provenance.VECTOR_EXTENSIONS if name in flags]
         described = {r["spec"]: r["description"] for r in result["retrievers"]}
         assert described["dense"]["device"] == "cpu"
         assert described[rerank]["device"] == "cpu"

@@ -17,7 +17,9 @@ from pathlib import Path
 import pytest
 
 from conftest import requires_minilm, write_beir
+from harness.cli import EXIT_INTERRUPTED
 from test_gate import run_main as run  # in process through harness.cli.main: errors exit 3
+from test_outputs import interrupted
 
 # ------------------------------------------------------------------------ fixtures
 
@@ -303,9 +305,12 @@ def test_with_serving_the_alias_follows_the_champion_and_back(
     assert ModelRegistry(str(registry_file)).get("champion").number == 1 and serving() == (first, None)  # nothing changed
 
     second = built("challenger")
-    code, output = run("models", "promote", "--gate", str(passing_gate), "--serving", str(db), *reg)
-    assert code == 0 and f"search -> {second} (was {first})" in output, output
-    assert serving() == (second, first)
+    # Ctrl-C as the alias is written, after the registry changed: held back until both are done
+    stopped = interrupted(tmp_path, "open", "meta.json", "SIGINT",
+                          "models", "promote", "--gate", str(passing_gate), "--serving", str(db), *reg)
+    assert stopped.returncode == EXIT_INTERRUPTED, stopped.stderr
+    assert ModelRegistry(str(registry_file)).get("champion").number == 2 and serving() == (second, first)
+    assert f"search -> {second} (was {first})" in stopped.stdout, stopped.stdout
     noted = json.loads(ModelRegistry(str(registry_file)).get("2").tags["harness.serving"])
     assert (noted["event"], noted["collection"], noted["previous"]) == ("promote", second, first)
 

@@ -24,7 +24,8 @@ BASELINE, CANDIDATE, OTHER = "bm25", "bm25(k1=0.9,b=0.4)", "bm25(b=0.5)"
 INTERRUPTER = """\
 import os, signal, sys
 # a user's Ctrl-C reaches a process whose SIGINT is Python's own handler; a child inherits an
-# ignored SIGINT from its parent, which another test of the same pytest process can leave behind
+# ignored SIGINT from its parent, and pytest started in the background (`make test &`: a shell
+# without job control starts background commands with SIGINT ignored) passes one down
 signal.signal(signal.SIGINT, signal.default_int_handler)
 from harness.cli import main
 

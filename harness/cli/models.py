@@ -183,9 +183,12 @@ def promote(ref, gate, force, reason, results, who, db, serving, alias, registry
     def change():
         return registry.promote(ref, gate=gate, force=force, reason=reason, results=list(results), who=who, ab_store=db)
 
-    version, before = _following(serving, alias, registry, registry.get(ref) if serving else None, change, "promote")
-    click.echo(f"promoted {name} v{version.number} to champion" + (f" (replacing v{before.number})" if before else "")
-               + (" by force" if force else ""))
+    def tell(outcome):
+        version, before = outcome
+        click.echo(f"promoted {name} v{version.number} to champion" + (f" (replacing v{before.number})" if before else "")
+                   + (" by force" if force else ""))
+
+    _following(serving, alias, registry, registry.get(ref) if serving else None, change, tell, "promote")
 
 
 @models.command("rollback")
@@ -207,17 +210,23 @@ def rollback(reason, who, db, serving, alias, registry, name) -> None:
     """
     registry = _open(registry, name)
     target = _refusing(registry.rollback_target)[1] if serving else None
-    restored, retired = _following(serving, alias, registry, target,
-                                   lambda: registry.rollback(reason=reason, who=who, ab_store=db), "rollback")
-    click.echo(f"rolled back {name}: v{restored.number} is the champion again (v{retired.number} retired)")
+    def tell(outcome):
+        restored, retired = outcome
+        click.echo(f"rolled back {name}: v{restored.number} is the champion again (v{retired.number} retired)")
+
+    _following(serving, alias, registry, target, lambda: registry.rollback(reason=reason, who=who, ab_store=db), tell,
+               "rollback")
 
 
-def _following(serving, alias, registry, champion, change, event):
-    """Run the registry ``change`` (refusals exit 1); with ``serving``, the champion-to-be's
-    index is found first (none: an error before anything changes) and served after."""
+def _following(serving, alias, registry, champion, change, tell, event):
+    """Run the registry ``change`` (refusals exit 1) and ``tell`` its outcome; with ``serving``,
+    the champion-to-be's index is found first (none: an error before anything changes) and
+    served after."""
     if not serving:
-        return _refusing(change)
+        tell(_refusing(change))
+        return
     from harness.errors import HarnessError
+    from harness.files import signals_held
     from harness.serving.build import check_serving_name
     from harness.serving.follow import index_of, serve
     from harness.serving.store import is_url, open_store
@@ -227,9 +236,12 @@ def _following(serving, alias, registry, champion, change, event):
         raise HarnessError(f"--serving {serving}: no vector database there (harness index build makes one)")
     with open_store(serving) as store:
         index = index_of(store, alias, champion.fingerprint, champion.number)
-        outcome = _refusing(change)
-        swapped = serve(store, alias, index)
-    registry.note_serving(champion, swapped.record(serving, event))
-    click.echo(f"{alias} -> {swapped.collection}" + (f" (was {swapped.previous})" if swapped.previous else "")
-               + f" in {serving}")
-    return outcome
+        # a Ctrl-C between the registry's change and the alias swap would leave them naming
+        # different champions: it is held back until both are done, noted and told
+        with signals_held():
+            outcome = _refusing(change)
+            swapped = serve(store, alias, index)
+            registry.note_serving(champion, swapped.record(serving, event))
+            tell(outcome)
+            click.echo(f"{alias} -> {swapped.collection}" + (f" (was {swapped.previous})" if swapped.previous else "")
+                       + f" in {serving}")
