@@ -210,6 +210,7 @@ def rollback(reason, who, db, serving, alias, registry, name) -> None:
     """
     registry = _open(registry, name)
     target = _refusing(registry.rollback_target)[1] if serving else None
+
     def tell(outcome):
         restored, retired = outcome
         click.echo(f"rolled back {name}: v{restored.number} is the champion again (v{retired.number} retired)")
