@@ -13,6 +13,7 @@ from rich.console import Console
 
 from harness.cli import main as cli_main
 from harness.evaluate import evaluate
+from harness.provenance import cpu_vector_extensions
 from harness.reports import formatting, html, plots, terminal
 from harness.reports import markdown as markdown_renderer
 from harness.reports.sections import build_report
@@ -299,6 +300,9 @@ def test_cli_writes_html_and_markdown(eval_file: Path, tmp_path: Path, capsys) -
     assert "heldout:test" in printed and "wrote" in printed
     assert (tmp_path / "r.html").read_text().startswith("<!DOCTYPE html>")
     assert "## Offline evaluation on tiny" in (tmp_path / "r.md").read_text()
+    extensions = cpu_vector_extensions()  # what a speed figure depends on, beside the CPU count
+    if extensions:
+        assert f"CPUs, {' '.join(extensions)})" in (tmp_path / "r.md").read_text()
     assert json.loads((tmp_path / "r.json").read_text())["sections"][0]["kind"] == "eval"
 
 

@@ -29,7 +29,9 @@ def provenance_line(prov: dict[str, Any], libraries: tuple[str, ...] = KEY_LIBRA
     machine = prov.get("machine") or {}
     command = prov.get("command")
     cmd = " ".join(str(c) for c in command) if isinstance(command, list) else (command or "")
-    where = f"{machine.get('platform', '')} ({machine.get('cpus', '?')} CPUs)" if machine else ""
+    extensions = machine.get("vector_extensions")  # what encoding speed depends on (docs/scaling.md)
+    cpu = f"{machine.get('cpus', '?')} CPUs" + (f", {' '.join(extensions) or 'no AVX2'}" if extensions is not None else "")
+    where = f"{machine.get('platform', '')} ({cpu})" if machine else ""
     out = versions(prov, libraries)
     if where:
         out += f"; on {where}"
