@@ -67,16 +67,13 @@ def load_average() -> str:
         return "unknown"
 
 
-def cpu_record() -> str:
+def cpu_record(provenance: dict) -> str:
     """The CPU and the vector extensions the backends' speed depends on (docs/scaling.md: the
-    targets were set on a CPU with AVX-512 VNNI and BF16; on plain AVX2 int8 gains nothing)."""
+    targets were set on a CPU with AVX-512 VNNI and BF16; on plain AVX2 int8 gains nothing),
+    from a ``harness.provenance.collect()`` record."""
     import openvino
 
-    from harness.provenance import collect
-
-    record = collect()
-    machine, device = record["machine"], record["device"]
-    extensions = machine["vector_extensions"]
+    device, extensions = provenance["device"], provenance["machine"]["vector_extensions"]
     capabilities = openvino.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
     return (f"{device.get('name')}, vector extensions {', '.join(extensions) if extensions else 'unknown'}; "
             f"OpenVINO CPU capabilities {', '.join(capabilities)}")
@@ -173,7 +170,8 @@ def main() -> None:
     print(f"data: {args.data} ({len(texts)} documents{' subset' if args.docs else ''}, {len(query_ids)} {args.split} queries)"
           f"  model: all-MiniLM-L6-v2  max_seq_length: {models['torch'].max_seq_length}  batch: {args.batch}"
           f"  rounds: {args.rounds}  cpus: {os.cpu_count()}  load average before: {load_before}")
-    print(f"cpu: {cpu_record()}")
+    provenance = collect()
+    print(f"cpu: {cpu_record(provenance)}")
     reference = documents["torch"]
     ndcg = {}
     for name in ARMS:
@@ -196,7 +194,7 @@ def main() -> None:
               f"load average after: {load_average()}")
     print(f"speed vs torch: openvino fp32 {seconds['torch'] / seconds['openvino fp32']:.2f}x (target >= 2), "
           f"openvino int8 {seconds['torch'] / seconds['openvino int8']:.2f}x (target >= 3) "
-          f"on {', '.join(collect()['machine']['vector_extensions'] or ['unknown extensions'])}")
+          f"on {', '.join(provenance['machine']['vector_extensions'] or ['unknown extensions'])}")
 
 
 if __name__ == "__main__":
